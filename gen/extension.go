@@ -1,0 +1,115 @@
+package gen
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"entgo.io/ent/entc"
+	entgen "entgo.io/ent/entc/gen"
+
+	"github.com/tenantry/tenantry/tenancy"
+)
+
+//go:embed template/*.tmpl
+var templates embed.FS
+
+// ErrUnsafeSchema is wrapped by the error that stops code generation when a
+// schema could let a query escape its tenant.
+var ErrUnsafeSchema = errors.New("tenantry: unsafe schema")
+
+// Extension is the entc extension. The zero value is ready to use.
+type Extension struct {
+	entc.DefaultExtension
+}
+
+var _ entc.Extension = Extension{}
+
+// Templates adds WhereP to every query builder.
+func (Extension) Templates() []*entgen.Template {
+	return []*entgen.Template{
+		entgen.MustParse(entgen.NewTemplate("tenantry").ParseFS(templates, "template/*.tmpl")),
+	}
+}
+
+// Hooks adds the schema safety checks, run before any code is written.
+func (Extension) Hooks() []entgen.Hook {
+	return []entgen.Hook{
+		func(next entgen.Generator) entgen.Generator {
+			return entgen.GenerateFunc(func(g *entgen.Graph) error {
+				if err := Check(g); err != nil {
+					return err
+				}
+				return next.Generate(g)
+			})
+		},
+	}
+}
+
+// Options enables the Ent features the tenantry runtime relies on: upserts
+// (scoped by the mutation hook and by row-level security) and raw SQL
+// through the scoped driver.
+func (Extension) Options() []entc.Option {
+	return []entc.Option{entc.FeatureNames("sql/upsert", "sql/execquery")}
+}
+
+// Check reports every unsafe schema in g, one line each, naming the schema
+// and the fix. It returns nil for a safe graph.
+func Check(g *entgen.Graph) error {
+	var problems []string
+	for _, t := range g.Nodes {
+		problems = append(problems, checkType(t)...)
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w:\n  %s", ErrUnsafeSchema, strings.Join(problems, "\n  "))
+}
+
+func checkType(t *entgen.Type) []string {
+	var problems []string
+	switch scopeOf(t) {
+	case tenancy.ScopeTenant:
+	case tenancy.ScopeGlobal:
+		return nil
+	default:
+		return []string{fmt.Sprintf("schema %q is neither tenant-scoped nor global: add tenancy.Mixin{} to its Mixin() if its rows belong to one tenant, or tenancy.Global() to its Annotations() if they are shared by all tenants", t.Name)}
+	}
+	for _, f := range t.Fields {
+		if f.Unique && f.Name != tenancy.FieldTenantID {
+			problems = append(problems, fmt.Sprintf("schema %q: field %q is Unique() across all tenants: tenants would collide on its values and an upsert on it could reach another tenant's row; drop .Unique() and add index.Fields(%q, %q).Unique() to Indexes()", t.Name, f.Name, tenancy.FieldTenantID, f.Name))
+		}
+	}
+	for _, idx := range t.Indexes {
+		if idx.Unique && !slices.Contains(idx.Columns, tenancy.FieldTenantID) {
+			problems = append(problems, fmt.Sprintf("schema %q: unique index on (%s) does not include %s: make it index.Fields(%q, ...).Unique() so uniqueness holds per tenant", t.Name, strings.Join(idx.Columns, ", "), tenancy.FieldTenantID, tenancy.FieldTenantID))
+		}
+	}
+	for _, e := range t.Edges {
+		if !e.M2M() || e.IsInverse() || scopeOf(e.Type) != tenancy.ScopeTenant {
+			continue
+		}
+		switch {
+		case e.Through == nil:
+			problems = append(problems, fmt.Sprintf("schema %q: many-to-many edge %q to tenant-scoped %q has no edge schema, so its join table has no tenant_id and Ent writes it without a tenant filter; declare it with edge.To(%q, %s.Type).Through(\"...\", <EdgeSchema>.Type) and give the edge schema tenancy.Mixin{}", t.Name, e.Name, e.Type.Name, e.Name, e.Type.Name))
+		case scopeOf(e.Through) != tenancy.ScopeTenant:
+			problems = append(problems, fmt.Sprintf("schema %q: edge schema %q of many-to-many edge %q is not tenant-scoped: add tenancy.Mixin{} to %s's Mixin()", t.Name, e.Through.Name, e.Name, e.Through.Name))
+		}
+	}
+	return problems
+}
+
+// scopeOf reads the tenancy annotation from the generated graph, where
+// annotations are JSON-decoded maps.
+func scopeOf(t *entgen.Type) tenancy.Scope {
+	switch a := t.Annotations[tenancy.AnnotationName].(type) {
+	case map[string]any:
+		s, _ := a["scope"].(string)
+		return tenancy.Scope(s)
+	case tenancy.Annotation:
+		return a.Scope
+	}
+	return ""
+}

@@ -1,0 +1,6 @@
+package tenantry
+
+// Every Ent graph in the repository is generated here, with the tenantry
+// extension, so that `go generate ./...` regenerates them all.
+
+//go:generate go run ./gen/cmd/tenantrygen ./examples/app/ent/schema
