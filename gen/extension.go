@@ -48,17 +48,21 @@ func (Extension) Hooks() []entgen.Hook {
 	}
 }
 
-// Options enables the Ent features the tenantry runtime relies on: upserts
-// (scoped by the mutation hook and by row-level security) and raw SQL
-// through the scoped driver.
+// Options enables upserts, which the mutation hook stamps and row-level
+// security confines to the tenant. Raw SQL comes from the extension's own
+// ExecContext and QueryContext, which run through the scoped driver (Ent's
+// sql/execquery feature needs a database/sql driver and must stay off).
 func (Extension) Options() []entc.Option {
-	return []entc.Option{entc.FeatureNames("sql/upsert", "sql/execquery")}
+	return []entc.Option{entc.FeatureNames("sql/upsert")}
 }
 
 // Check reports every unsafe schema in g, one line each, naming the schema
 // and the fix. It returns nil for a safe graph.
 func Check(g *entgen.Graph) error {
 	var problems []string
+	if on, _ := g.FeatureEnabled("sql/execquery"); on {
+		problems = append(problems, `feature "sql/execquery" is enabled: disable it; the tenantry extension generates ExecContext and QueryContext that run through the scoped driver`)
+	}
 	for _, t := range g.Nodes {
 		problems = append(problems, checkType(t)...)
 	}

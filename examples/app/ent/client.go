@@ -21,8 +21,6 @@ import (
 	"github.com/tenantry/tenantry/examples/app/ent/order"
 	"github.com/tenantry/tenantry/examples/app/ent/ordertag"
 	"github.com/tenantry/tenantry/examples/app/ent/tag"
-
-	stdsql "database/sql"
 )
 
 // Client is the client that holds all ent builders.
@@ -1036,26 +1034,24 @@ type (
 	}
 )
 
-// ExecContext allows calling the underlying ExecContext method of the driver if it is supported by it.
-// See, database/sql#DB.ExecContext for more information.
-func (c *config) ExecContext(ctx context.Context, query string, args ...any) (stdsql.Result, error) {
-	ex, ok := c.driver.(interface {
-		ExecContext(context.Context, string, ...any) (stdsql.Result, error)
-	})
-	if !ok {
-		return nil, fmt.Errorf("Driver.ExecContext is not supported")
+// ExecContext runs a raw SQL statement through the client's driver. With the
+// tenancy driver it is scoped like every generated operation: it fails
+// without a tenant in ctx and runs under the tenant's search_path and
+// row-level security.
+func (c *config) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	var res sql.Result
+	if err := c.driver.Exec(ctx, query, args, &res); err != nil {
+		return nil, err
 	}
-	return ex.ExecContext(ctx, query, args...)
+	return res, nil
 }
 
-// QueryContext allows calling the underlying QueryContext method of the driver if it is supported by it.
-// See, database/sql#DB.QueryContext for more information.
-func (c *config) QueryContext(ctx context.Context, query string, args ...any) (*stdsql.Rows, error) {
-	q, ok := c.driver.(interface {
-		QueryContext(context.Context, string, ...any) (*stdsql.Rows, error)
-	})
-	if !ok {
-		return nil, fmt.Errorf("Driver.QueryContext is not supported")
+// QueryContext runs a raw SQL query through the client's driver, scoped like
+// ExecContext. Close the returned rows.
+func (c *config) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	rows := &sql.Rows{}
+	if err := c.driver.Query(ctx, query, args, rows); err != nil {
+		return nil, err
 	}
-	return q.QueryContext(ctx, query, args...)
+	return rows, nil
 }

@@ -1,0 +1,503 @@
+package tenancy
+
+import (
+	"context"
+	stdsql "database/sql"
+	"errors"
+	"fmt"
+
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Driver is an Ent dialect.Driver on pgx that scopes every statement to the
+// tenant in its context.
+//
+// Each statement outside a transaction runs as one implicit transaction: a
+// prepared set_config(..., true) statement (search_path = exactly the
+// tenant's schema, app.current_tenant_id, the plan's limits, an
+// application_name naming the tenant) and the prepared statement itself are
+// pipelined behind one Sync, so they cost one network round trip and leave
+// nothing on the connection. In an explicit transaction the settings go with
+// the first statement, in the same round trip as BEGIN.
+//
+// A context without a tenant fails with ErrNoTenant. Unscoped contexts run on
+// the shard's admin pool.
+type Driver struct {
+	resolver  Resolver
+	cacheSize int
+}
+
+var (
+	_ dialect.Driver = (*Driver)(nil)
+	_ dialect.Tx     = (*Tx)(nil)
+)
+
+// DriverOption configures a Driver.
+type DriverOption func(*Driver)
+
+// WithStatementCacheSize sets how many prepared statements the driver keeps
+// per connection (default 512). Least recently used ones are deallocated.
+func WithStatementCacheSize(n int) DriverOption {
+	return func(d *Driver) {
+		if n > 0 {
+			d.cacheSize = n
+		}
+	}
+}
+
+// NewDriver returns a driver routing through r. Use one driver, and one Ent
+// client on it, for all tenants and shards:
+//
+//	client := ent.NewClient(ent.Driver(tenancy.NewDriver(resolver)))
+func NewDriver(r Resolver, opts ...DriverOption) *Driver {
+	d := &Driver{resolver: r, cacheSize: 512}
+	for _, o := range opts {
+		o(d)
+	}
+	return d
+}
+
+// Dialect implements dialect.Driver.
+func (*Driver) Dialect() string { return dialect.Postgres }
+
+// Close implements dialect.Driver. The pools belong to the caller, who
+// closes them.
+func (*Driver) Close() error { return nil }
+
+// route returns the pool and encoded settings for ctx.
+func (d *Driver) route(ctx context.Context) (*pgxpool.Pool, [][]byte, error) {
+	s := lookup(ctx)
+	switch {
+	case s != nil && s.unscoped:
+		var (
+			p   *Placement
+			err error
+		)
+		if s.tenant.IsZero() {
+			p, err = d.resolver.ResolveUnscoped(ctx)
+		} else {
+			p, err = d.resolver.Resolve(ctx, s.tenant)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if p.Shard.Admin == nil {
+			return nil, nil, fmt.Errorf("%w: shard %q has no admin pool for unscoped access", ErrInvalidPlacement, p.Shard.Name)
+		}
+		return p.Shard.Admin, p.adminSettings, nil
+	case s == nil || s.tenant.IsZero():
+		return nil, nil, ErrNoTenant
+	default:
+		p, err := d.resolver.Resolve(ctx, s.tenant)
+		if err != nil {
+			return nil, nil, err
+		}
+		return p.Shard.Pool, p.settings, nil
+	}
+}
+
+// Exec implements dialect.ExecQuerier.
+func (d *Driver) Exec(ctx context.Context, query string, args, v any) error {
+	argv, err := argsOf(args)
+	if err != nil {
+		return err
+	}
+	pool, settings, err := d.route(ctx)
+	if err != nil {
+		return err
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	c := conn.Conn()
+	st := stateOf(c, d.cacheSize)
+	err = execStatement(ctx, c, st, "", settings, query, argv, v)
+	if retryable(err) {
+		st.forget(query)
+		err = execStatement(ctx, c, st, "", settings, query, argv, v)
+	}
+	return err
+}
+
+// Query implements dialect.ExecQuerier. v must be *entsql.Rows.
+func (d *Driver) Query(ctx context.Context, query string, args, v any) error {
+	vr, ok := v.(*entsql.Rows)
+	if !ok {
+		return fmt.Errorf("tenancy: Query: invalid type %T, expect *sql.Rows", v)
+	}
+	argv, err := argsOf(args)
+	if err != nil {
+		return err
+	}
+	pool, settings, err := d.route(ctx)
+	if err != nil {
+		return err
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	c := conn.Conn()
+	st := stateOf(c, d.cacheSize)
+	r, err := queryStatement(ctx, c, st, "", settings, query, argv)
+	if retryable(err) {
+		st.forget(query)
+		r, err = queryStatement(ctx, c, st, "", settings, query, argv)
+	}
+	if err != nil {
+		conn.Release()
+		return err
+	}
+	r.release = conn.Release
+	*vr = entsql.Rows{ColumnScanner: r}
+	return nil
+}
+
+// Tx implements dialect.Driver.
+func (d *Driver) Tx(ctx context.Context) (dialect.Tx, error) {
+	return d.BeginTx(ctx, nil)
+}
+
+// BeginTx starts a transaction scoped to the tenant in ctx. Nothing is sent
+// until the first statement, which carries BEGIN and the settings with it.
+// Every statement of the transaction must carry the same scope.
+func (d *Driver) BeginTx(ctx context.Context, opts *stdsql.TxOptions) (dialect.Tx, error) {
+	begin, err := beginSQL(opts)
+	if err != nil {
+		return nil, err
+	}
+	pool, settings, err := d.route(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := conn.Conn()
+	return &Tx{
+		ctx:      ctx,
+		scope:    lookup(ctx),
+		conn:     conn,
+		c:        c,
+		st:       stateOf(c, d.cacheSize),
+		settings: settings,
+		begin:    begin,
+	}, nil
+}
+
+func beginSQL(opts *stdsql.TxOptions) (string, error) {
+	if opts == nil {
+		return "BEGIN", nil
+	}
+	s := "BEGIN"
+	switch opts.Isolation {
+	case stdsql.LevelDefault:
+	case stdsql.LevelReadCommitted:
+		s += " ISOLATION LEVEL READ COMMITTED"
+	case stdsql.LevelRepeatableRead, stdsql.LevelSnapshot:
+		s += " ISOLATION LEVEL REPEATABLE READ"
+	case stdsql.LevelSerializable:
+		s += " ISOLATION LEVEL SERIALIZABLE"
+	default:
+		return "", fmt.Errorf("tenancy: isolation level %v is not supported by PostgreSQL", opts.Isolation)
+	}
+	if opts.ReadOnly {
+		s += " READ ONLY"
+	}
+	return s, nil
+}
+
+// Tx is a transaction of one tenant (or of one Unscoped context) on one
+// connection.
+type Tx struct {
+	ctx      context.Context
+	scope    *scope
+	conn     *pgxpool.Conn
+	c        *pgx.Conn
+	st       *connState
+	settings [][]byte
+	begin    string // BEGIN statement still to send with the first statement; "" once sent
+	done     bool
+}
+
+// check makes sure a statement belongs to the transaction's scope.
+func (tx *Tx) check(ctx context.Context) error {
+	if tx.done {
+		return stdsql.ErrTxDone
+	}
+	s := lookup(ctx)
+	if s == nil || (!s.unscoped && s.tenant.IsZero()) {
+		return ErrNoTenant
+	}
+	if s.unscoped != tx.scope.unscoped || s.tenant != tx.scope.tenant {
+		return fmt.Errorf("statement for tenant %s in a transaction of tenant %s: %w", s.tenant, tx.scope.tenant, ErrTenantMismatch)
+	}
+	return nil
+}
+
+// opening returns the BEGIN and settings to send with the next statement.
+func (tx *Tx) opening() (string, [][]byte) {
+	if tx.begin == "" {
+		return "", nil
+	}
+	b := tx.begin
+	tx.begin = ""
+	return b, tx.settings
+}
+
+// Exec implements dialect.ExecQuerier.
+func (tx *Tx) Exec(ctx context.Context, query string, args, v any) error {
+	if err := tx.check(ctx); err != nil {
+		return err
+	}
+	argv, err := argsOf(args)
+	if err != nil {
+		return err
+	}
+	begin, settings := tx.opening()
+	err = execStatement(ctx, tx.c, tx.st, begin, settings, query, argv, v)
+	if retryable(err) {
+		tx.st.forget(query)
+	}
+	return err
+}
+
+// Query implements dialect.ExecQuerier.
+func (tx *Tx) Query(ctx context.Context, query string, args, v any) error {
+	vr, ok := v.(*entsql.Rows)
+	if !ok {
+		return fmt.Errorf("tenancy: Query: invalid type %T, expect *sql.Rows", v)
+	}
+	if err := tx.check(ctx); err != nil {
+		return err
+	}
+	argv, err := argsOf(args)
+	if err != nil {
+		return err
+	}
+	begin, settings := tx.opening()
+	r, err := queryStatement(ctx, tx.c, tx.st, begin, settings, query, argv)
+	if err != nil {
+		if retryable(err) {
+			tx.st.forget(query)
+		}
+		return err
+	}
+	*vr = entsql.Rows{ColumnScanner: r}
+	return nil
+}
+
+// Commit implements driver.Tx.
+func (tx *Tx) Commit() error { return tx.end("COMMIT") }
+
+// Rollback implements driver.Tx.
+func (tx *Tx) Rollback() error { return tx.end("ROLLBACK") }
+
+func (tx *Tx) end(stmt string) error {
+	if tx.done {
+		return stdsql.ErrTxDone
+	}
+	tx.done = true
+	defer tx.conn.Release()
+	if tx.begin != "" { // nothing was sent: there is no server transaction
+		return nil
+	}
+	tag, err := tx.c.PgConn().Exec(tx.ctx, stmt).ReadAll()
+	if err != nil {
+		return err
+	}
+	if stmt == "COMMIT" && len(tag) == 1 && tag[0].CommandTag.String() == "ROLLBACK" {
+		return errRolledBack
+	}
+	return nil
+}
+
+var errRolledBack = errors.New("tenancy: commit failed: the transaction was rolled back after an earlier error")
+
+func argsOf(args any) ([]any, error) {
+	switch a := args.(type) {
+	case []any:
+		return a, nil
+	case nil:
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("tenancy: invalid args type %T, expect []any", args)
+	}
+}
+
+// retryable reports errors after which the statement is re-prepared: a
+// prepared statement that is gone, or whose result shape changed (a tenant
+// schema migrated since it was prepared).
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	return pgErr.Code == "26000" || (pgErr.Code == "0A000" && pgErr.Message == "cached plan must not change result type")
+}
+
+// send pipelines [BEGIN], [scope settings] and the statement behind one Sync
+// and returns the pipeline positioned at the statement's result.
+func send(ctx context.Context, c *pgx.Conn, st *connState, begin string, settings [][]byte, query string, args []any) (*pgconn.Pipeline, *pgconn.ResultReader, error) {
+	sd, err := st.prepare(ctx, c, settings, query)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := st.eqb.Build(c.TypeMap(), sd, args); err != nil {
+		return nil, nil, fmt.Errorf("tenancy: encode arguments: %w", err)
+	}
+	p := c.PgConn().StartPipeline(ctx)
+	if begin != "" {
+		p.SendQueryParams(begin, nil, nil, nil, nil)
+	}
+	if settings != nil {
+		p.SendQueryStatement(st.scope, settings, nil, nil)
+	}
+	p.SendQueryStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, st.eqb.ResultFormats)
+	if err := p.Sync(); err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*pgconn.Pipeline, *pgconn.ResultReader, error) {
+		_ = p.Close()
+		return nil, nil, err
+	}
+	if begin != "" {
+		if err := drainScope(p); err != nil {
+			return fail(fmt.Errorf("tenancy: %s: %w", begin, err))
+		}
+	}
+	if settings != nil {
+		if err := drainScope(p); err != nil {
+			return fail(fmt.Errorf("tenancy: apply tenant settings: %w", err))
+		}
+	}
+	res, err := p.GetResults()
+	if err != nil {
+		return fail(err)
+	}
+	rr, ok := res.(*pgconn.ResultReader)
+	if !ok {
+		return fail(fmt.Errorf("tenancy: unexpected pipeline result %T", res))
+	}
+	return p, rr, nil
+}
+
+// finish reads the Sync of a pipeline (errors raised at the implicit
+// commit arrive there) and leaves pipeline mode.
+func finish(p *pgconn.Pipeline) error {
+	_, err := p.GetResults()
+	if cerr := p.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func execStatement(ctx context.Context, c *pgx.Conn, st *connState, begin string, settings [][]byte, query string, args []any, v any) error {
+	p, rr, err := send(ctx, c, st, begin, settings, query, args)
+	if err != nil {
+		return err
+	}
+	tag, err := rr.Close()
+	if ferr := finish(p); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return err
+	}
+	switch v := v.(type) {
+	case nil:
+	case *stdsql.Result:
+		*v = result(tag.RowsAffected())
+	default:
+		return fmt.Errorf("tenancy: Exec: invalid type %T, expect *sql.Result", v)
+	}
+	return nil
+}
+
+func queryStatement(ctx context.Context, c *pgx.Conn, st *connState, begin string, settings [][]byte, query string, args []any) (*rows, error) {
+	p, rr, err := send(ctx, c, st, begin, settings, query, args)
+	if err != nil {
+		return nil, err
+	}
+	return &rows{Rows: pgx.RowsFromResultReader(c.TypeMap(), rr), pipeline: p}, nil
+}
+
+type result int64
+
+func (r result) RowsAffected() (int64, error) { return int64(r), nil }
+func (result) LastInsertId() (int64, error) {
+	return 0, errors.New("tenancy: LastInsertId is not supported by PostgreSQL; use RETURNING")
+}
+
+// rows adapts pgx.Rows to Ent's ColumnScanner. When the rows are exhausted
+// or closed it finishes the pipeline and releases the connection (outside a
+// transaction).
+type rows struct {
+	pgx.Rows
+	pipeline *pgconn.Pipeline
+	release  func()
+	err      error
+	closed   bool
+}
+
+func (r *rows) Next() bool {
+	if r.closed {
+		return false
+	}
+	if r.Rows.Next() {
+		return true
+	}
+	r.close()
+	return false
+}
+
+func (r *rows) close() {
+	if r.closed {
+		return
+	}
+	r.closed = true
+	r.Rows.Close()
+	r.err = r.Rows.Err()
+	if err := finish(r.pipeline); r.err == nil {
+		r.err = err
+	}
+	if r.release != nil {
+		r.release()
+	}
+}
+
+func (r *rows) Close() error {
+	r.close()
+	return r.err
+}
+
+func (r *rows) Err() error {
+	if r.closed {
+		return r.err
+	}
+	return r.Rows.Err()
+}
+
+func (r *rows) Columns() ([]string, error) {
+	fds := r.Rows.FieldDescriptions()
+	cols := make([]string, len(fds))
+	for i := range fds {
+		cols[i] = fds[i].Name
+	}
+	return cols, nil
+}
+
+// ColumnTypes is not available without database/sql; Ent then scans unknown
+// columns into any.
+func (*rows) ColumnTypes() ([]*stdsql.ColumnType, error) {
+	return nil, errors.New("tenancy: column types are not available")
+}
+
+func (*rows) NextResultSet() bool { return false }
