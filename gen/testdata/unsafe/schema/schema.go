@@ -26,7 +26,7 @@ func (Invoice) Edges() []ent.Edge {
 // Label is tenant-scoped; the Invoice-Label M2M edge has no edge schema.
 type Label struct{ ent.Schema }
 
-func (Label) Mixin() []ent.Mixin { return []ent.Mixin{tenancy.Mixin{}} }
+func (Label) Mixin() []ent.Mixin  { return []ent.Mixin{tenancy.Mixin{}} }
 func (Label) Fields() []ent.Field { return []ent.Field{field.String("name")} }
 func (Label) Edges() []ent.Edge {
 	return []ent.Edge{edge.From("invoices", Invoice.Type).Ref("labels")}
