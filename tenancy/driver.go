@@ -20,7 +20,7 @@ import (
 // prepared set_config(..., true) statement (search_path = exactly the
 // tenant's schema, app.current_tenant_id, the plan's limits, an
 // application_name naming the tenant) and the prepared statement itself are
-// pipelined behind one Sync, so they cost one network round trip and leave
+// batched behind one Sync, so they cost one network round trip and leave
 // nothing on the connection. In an explicit transaction the settings go with
 // the first statement, in the same round trip as BEGIN.
 //
@@ -69,7 +69,7 @@ func (*Driver) Dialect() string { return dialect.Postgres }
 func (*Driver) Close() error { return nil }
 
 // route returns the pool and encoded settings for ctx.
-func (d *Driver) route(ctx context.Context) (*pgxpool.Pool, [][]byte, error) {
+func (d *Driver) route(ctx context.Context) (*pgxpool.Pool, *scopeValues, error) {
 	s := lookup(ctx)
 	switch {
 	case s != nil && s.unscoped:
@@ -88,7 +88,7 @@ func (d *Driver) route(ctx context.Context) (*pgxpool.Pool, [][]byte, error) {
 		if p.Shard.Admin == nil {
 			return nil, nil, fmt.Errorf("%w: shard %q has no admin pool for unscoped access", ErrInvalidPlacement, p.Shard.Name)
 		}
-		return p.Shard.Admin, p.adminSettings, nil
+		return p.Shard.Admin, &p.adminScope, nil
 	case s == nil || s.tenant.IsZero():
 		return nil, nil, ErrNoTenant
 	default:
@@ -96,7 +96,7 @@ func (d *Driver) route(ctx context.Context) (*pgxpool.Pool, [][]byte, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		return p.Shard.Pool, p.settings, nil
+		return p.Shard.Pool, &p.scope, nil
 	}
 }
 
@@ -222,7 +222,7 @@ type Tx struct {
 	conn     *pgxpool.Conn
 	c        *pgx.Conn
 	st       *connState
-	settings [][]byte
+	settings *scopeValues
 	begin    string // BEGIN statement still to send with the first statement; "" once sent
 	done     bool
 }
@@ -243,7 +243,7 @@ func (tx *Tx) check(ctx context.Context) error {
 }
 
 // opening returns the BEGIN and settings to send with the next statement.
-func (tx *Tx) opening() (string, [][]byte) {
+func (tx *Tx) opening() (string, *scopeValues) {
 	if tx.begin == "" {
 		return "", nil
 	}
@@ -336,6 +336,9 @@ func argsOf(args any) ([]any, error) {
 // prepared statement that is gone, or whose result shape changed (a tenant
 // schema migrated since it was prepared).
 func retryable(err error) bool {
+	if err == nil {
+		return false
+	}
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
 		return false
@@ -343,70 +346,82 @@ func retryable(err error) bool {
 	return pgErr.Code == "26000" || (pgErr.Code == "0A000" && pgErr.Message == "cached plan must not change result type")
 }
 
-// send pipelines [BEGIN], [scope settings] and the statement behind one Sync
-// and returns the pipeline positioned at the statement's result.
-func send(ctx context.Context, c *pgx.Conn, st *connState, begin string, settings [][]byte, query string, args []any) (*pgconn.Pipeline, *pgconn.ResultReader, error) {
+// send batches [BEGIN], [scope settings] and the statement behind one Sync
+// (one write, one round trip) and returns the reader positioned at the
+// statement's result.
+func send(ctx context.Context, c *pgx.Conn, st *connState, begin string, settings *scopeValues, query string, args []any) (*pgconn.MultiResultReader, *pgconn.ResultReader, error) {
 	sd, err := st.prepare(ctx, c, settings, query)
 	if err != nil {
 		return nil, nil, err
 	}
+	var (
+		scope *pgconn.StatementDescription
+		vals  [][]byte
+	)
+	if settings != nil {
+		if scope, vals, err = st.scope(ctx, c, settings); err != nil {
+			return nil, nil, err
+		}
+	}
 	if err := st.eqb.Build(c.TypeMap(), sd, args); err != nil {
 		return nil, nil, fmt.Errorf("tenancy: encode arguments: %w", err)
 	}
-	p := c.PgConn().StartPipeline(ctx)
+	batch := &st.batch
+	*batch = pgconn.Batch{}
 	if begin != "" {
-		p.SendQueryParams(begin, nil, nil, nil, nil)
+		batch.ExecParams(begin, nil, nil, nil, nil)
 	}
-	if settings != nil {
-		p.SendQueryStatement(st.scope, settings, nil, nil)
+	if scope != nil {
+		batch.ExecStatement(scope, vals, nil, nil)
 	}
-	p.SendQueryStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, st.eqb.ResultFormats)
-	if err := p.Sync(); err != nil {
+	batch.ExecStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, st.eqb.ResultFormats)
+	mrr := c.PgConn().ExecBatch(ctx, batch)
+	fail := func(err error) (*pgconn.MultiResultReader, *pgconn.ResultReader, error) {
+		if cerr := mrr.Close(); err == nil {
+			err = cerr
+		}
 		return nil, nil, err
 	}
-	fail := func(err error) (*pgconn.Pipeline, *pgconn.ResultReader, error) {
-		_ = p.Close()
-		return nil, nil, err
-	}
 	if begin != "" {
-		if err := drainScope(p); err != nil {
+		if err := discardResult(mrr); err != nil {
 			return fail(fmt.Errorf("tenancy: %s: %w", begin, err))
 		}
 	}
-	if settings != nil {
-		if err := drainScope(p); err != nil {
+	if scope != nil {
+		if err := discardResult(mrr); err != nil {
 			return fail(fmt.Errorf("tenancy: apply tenant settings: %w", err))
 		}
 	}
-	res, err := p.GetResults()
-	if err != nil {
-		return fail(err)
+	if !mrr.NextResult() {
+		if err := mrr.Close(); err != nil {
+			return nil, nil, err
+		}
+		return nil, nil, errors.New("tenancy: no result for the statement")
 	}
-	rr, ok := res.(*pgconn.ResultReader)
-	if !ok {
-		return fail(fmt.Errorf("tenancy: unexpected pipeline result %T", res))
-	}
-	return p, rr, nil
+	return mrr, mrr.ResultReader(), nil
 }
 
-// finish reads the Sync of a pipeline (errors raised at the implicit
-// commit arrive there) and leaves pipeline mode.
-func finish(p *pgconn.Pipeline) error {
-	_, err := p.GetResults()
-	if cerr := p.Close(); err == nil {
-		err = cerr
+// discardResult reads and drops the next result of mrr.
+func discardResult(mrr *pgconn.MultiResultReader) error {
+	if !mrr.NextResult() {
+		if err := mrr.Close(); err != nil {
+			return err
+		}
+		return errors.New("missing result")
 	}
+	_, err := mrr.ResultReader().Close()
 	return err
 }
 
-func execStatement(ctx context.Context, c *pgx.Conn, st *connState, begin string, settings [][]byte, query string, args []any, v any) error {
-	p, rr, err := send(ctx, c, st, begin, settings, query, args)
+func execStatement(ctx context.Context, c *pgx.Conn, st *connState, begin string, settings *scopeValues, query string, args []any, v any) error {
+	mrr, rr, err := send(ctx, c, st, begin, settings, query, args)
 	if err != nil {
 		return err
 	}
 	tag, err := rr.Close()
-	if ferr := finish(p); err == nil {
-		err = ferr
+	// Errors raised at the implicit commit arrive with the Sync.
+	if cerr := mrr.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
 		return err
@@ -421,12 +436,12 @@ func execStatement(ctx context.Context, c *pgx.Conn, st *connState, begin string
 	return nil
 }
 
-func queryStatement(ctx context.Context, c *pgx.Conn, st *connState, begin string, settings [][]byte, query string, args []any) (*rows, error) {
-	p, rr, err := send(ctx, c, st, begin, settings, query, args)
+func queryStatement(ctx context.Context, c *pgx.Conn, st *connState, begin string, settings *scopeValues, query string, args []any) (*rows, error) {
+	mrr, rr, err := send(ctx, c, st, begin, settings, query, args)
 	if err != nil {
 		return nil, err
 	}
-	return &rows{Rows: pgx.RowsFromResultReader(c.TypeMap(), rr), pipeline: p}, nil
+	return &rows{Rows: pgx.RowsFromResultReader(c.TypeMap(), rr), batch: mrr}, nil
 }
 
 type result int64
@@ -437,14 +452,14 @@ func (result) LastInsertId() (int64, error) {
 }
 
 // rows adapts pgx.Rows to Ent's ColumnScanner. When the rows are exhausted
-// or closed it finishes the pipeline and releases the connection (outside a
-// transaction).
+// or closed it reads the batch to its end (where errors of the implicit
+// commit arrive) and releases the connection (outside a transaction).
 type rows struct {
 	pgx.Rows
-	pipeline *pgconn.Pipeline
-	release  func()
-	err      error
-	closed   bool
+	batch   *pgconn.MultiResultReader
+	release func()
+	err     error
+	closed  bool
 }
 
 func (r *rows) Next() bool {
@@ -465,7 +480,7 @@ func (r *rows) close() {
 	r.closed = true
 	r.Rows.Close()
 	r.err = r.Rows.Err()
-	if err := finish(r.pipeline); r.err == nil {
+	if err := r.batch.Close(); r.err == nil {
 		r.err = err
 	}
 	if r.release != nil {

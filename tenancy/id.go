@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // ID identifies a tenant. It is a UUID; the zero ID is never a valid tenant.
@@ -66,6 +67,10 @@ func (id ID) SchemaName() string {
 
 // Value implements driver.Valuer.
 func (id ID) Value() (driver.Value, error) { return id.String(), nil }
+
+// UUIDValue implements pgtype.UUIDValuer, so pgx encodes an ID in binary
+// without going through its string form.
+func (id ID) UUIDValue() (pgtype.UUID, error) { return pgtype.UUID{Bytes: id, Valid: true}, nil }
 
 // Scan implements sql.Scanner.
 func (id *ID) Scan(src any) error {

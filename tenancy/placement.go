@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -50,20 +52,21 @@ type Placement struct {
 	Schema string
 	Limits Limits
 
-	// settings are the set_config values of scopeSQL, encoded once: the
-	// request path sends them without formatting anything.
-	settings      [][]byte
-	adminSettings [][]byte
+	// scope and adminScope are the transaction-local settings, encoded once:
+	// the request path sends them without formatting anything.
+	scope      scopeValues
+	adminScope scopeValues
 }
 
 var schemaNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
-// ErrInvalidPlacement is wrapped by NewPlacement for a missing shard pool or
-// a schema name that is not a plain lower-case identifier.
+// ErrInvalidPlacement is wrapped by NewPlacement for a missing shard pool, a
+// schema name that is not a plain lower-case identifier or a malformed limit.
 var ErrInvalidPlacement = errors.New("tenancy: invalid placement")
 
 // NewPlacement validates and prepares a placement. schema must match
 // ^[a-z_][a-z0-9_]{0,62}$ (ID.SchemaName always does); it is quoted anyway.
+// WorkMem takes PostgreSQL's memory units: 4MB, 65536kB, 1GB, or plain kB.
 func NewPlacement(tenant ID, shard *Shard, schema string, limits Limits) (*Placement, error) {
 	if shard == nil || shard.Pool == nil {
 		return nil, fmt.Errorf("%w: tenant %s has no shard pool", ErrInvalidPlacement, tenant)
@@ -71,45 +74,59 @@ func NewPlacement(tenant ID, shard *Shard, schema string, limits Limits) (*Place
 	if !schemaNameRE.MatchString(schema) {
 		return nil, fmt.Errorf("%w: schema name %q must match %s", ErrInvalidPlacement, schema, schemaNameRE)
 	}
-	if limits.WorkMem != "" && !workMemRE.MatchString(limits.WorkMem) {
-		return nil, fmt.Errorf("%w: work_mem %q must look like 4MB or 65536kB", ErrInvalidPlacement, limits.WorkMem)
+	for _, d := range []time.Duration{limits.StatementTimeout, limits.LockTimeout, limits.IdleInTransactionTimeout} {
+		if d < 0 || d.Milliseconds() > math.MaxInt32 {
+			return nil, fmt.Errorf("%w: timeout %s out of range", ErrInvalidPlacement, d)
+		}
 	}
-	p := &Placement{Tenant: tenant, Shard: shard, Schema: schema, Limits: limits}
-	p.settings = encodeSettings(p, tenant, "tenant:"+tenant.String())
-	p.adminSettings = encodeSettings(p, tenant, "tenantry:unscoped")
-	return p, nil
-}
-
-var workMemRE = regexp.MustCompile(`^[0-9]{1,10}\s?(kB|MB|GB)?$`)
-
-// scopeSQL sets everything a statement needs, transaction-local, in one
-// prepared statement. Its parameters are, in order: search_path, tenant,
-// statement_timeout, lock_timeout, idle_in_transaction_session_timeout,
-// work_mem, application_name.
-const scopeSQL = `SELECT set_config('search_path', $1, true), set_config('app.current_tenant_id', $2, true), ` +
-	`set_config('statement_timeout', $3, true), set_config('lock_timeout', $4, true), ` +
-	`set_config('idle_in_transaction_session_timeout', $5, true), set_config('work_mem', $6, true), ` +
-	`set_config('application_name', $7, true)`
-
-func encodeSettings(p *Placement, tenant ID, appName string) [][]byte {
-	ms := func(d time.Duration) []byte { return []byte(strconv.FormatInt(d.Milliseconds(), 10)) }
-	workMem := p.Limits.WorkMem
+	workMem := limits.WorkMem
 	if workMem == "" {
 		workMem = DefaultLimits.WorkMem
 	}
-	t := ""
+	kB, err := parseMemory(workMem)
+	if err != nil {
+		return nil, fmt.Errorf("%w: work_mem: %w", ErrInvalidPlacement, err)
+	}
+	p := &Placement{Tenant: tenant, Shard: shard, Schema: schema, Limits: limits}
+	ms := func(d time.Duration) []byte { return strconv.AppendInt(nil, d.Milliseconds(), 10) }
+	p.scope = scopeValues{
+		[]byte(pgx.Identifier{schema}.Sanitize()),
+		nil, // tenant, below
+		[]byte("tenant:" + tenant.String()),
+		ms(limits.StatementTimeout),
+		ms(limits.LockTimeout),
+		ms(limits.IdleInTransactionTimeout),
+		strconv.AppendInt(nil, kB, 10),
+	}
+	p.adminScope = p.scope
+	p.adminScope[2] = []byte("tenantry:unscoped")
 	if !tenant.IsZero() {
-		t = tenant.String()
+		p.scope[1] = []byte(tenant.String())
+		p.adminScope[1] = p.scope[1]
+	} else {
+		p.scope[1], p.adminScope[1] = []byte{}, []byte{}
 	}
-	return [][]byte{
-		[]byte(pgx.Identifier{p.Schema}.Sanitize()),
-		[]byte(t),
-		ms(p.Limits.StatementTimeout),
-		ms(p.Limits.LockTimeout),
-		ms(p.Limits.IdleInTransactionTimeout),
-		[]byte(workMem),
-		[]byte(appName),
+	return p, nil
+}
+
+// parseMemory parses a PostgreSQL memory setting into kB.
+func parseMemory(s string) (int64, error) {
+	num, unit := s, ""
+	if i := strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		num, unit = s[:i], strings.TrimSpace(s[i:])
 	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q: want a positive size like 4MB", s)
+	}
+	mult := map[string]int64{"": 1, "kB": 1, "MB": 1 << 10, "GB": 1 << 20}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("%q: unit must be kB, MB or GB", s)
+	}
+	if n > math.MaxInt32/mult {
+		return 0, fmt.Errorf("%q: too large", s)
+	}
+	return n * mult, nil
 }
 
 // Resolver maps tenants to placements. Implementations must be safe for
@@ -156,4 +173,26 @@ func (r *StaticResolver) ResolveUnscoped(context.Context) (*Placement, error) {
 		return nil, fmt.Errorf("%w: no placement for unscoped access without a tenant", ErrInvalidPlacement)
 	}
 	return r.unscoped, nil
+}
+
+// RuntimeParams returns the limits as connection start-up parameters, for a
+// shard pool's pgx.ConnConfig.RuntimeParams. Connections that start with a
+// plan's limits as their session defaults spare that plan's transactions a
+// set_config per limit; the driver compares with each connection's actual
+// session values, so other plans stay correct.
+func (l Limits) RuntimeParams() (map[string]string, error) {
+	if l.WorkMem == "" {
+		l.WorkMem = DefaultLimits.WorkMem
+	}
+	kB, err := parseMemory(l.WorkMem)
+	if err != nil {
+		return nil, fmt.Errorf("%w: work_mem: %w", ErrInvalidPlacement, err)
+	}
+	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+	return map[string]string{
+		"statement_timeout":                   ms(l.StatementTimeout),
+		"lock_timeout":                        ms(l.LockTimeout),
+		"idle_in_transaction_session_timeout": ms(l.IdleInTransactionTimeout),
+		"work_mem":                            strconv.FormatInt(kB, 10),
+	}, nil
 }

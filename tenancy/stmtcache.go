@@ -14,12 +14,16 @@ import (
 // pgconn.PgConn.CustomData): its prepared statements and reusable buffers.
 // A connection is used by one goroutine at a time, so it needs no lock.
 type connState struct {
-	scope *pgconn.StatementDescription
-	stmts map[string]*list.Element // SQL -> element holding *pgconn.StatementDescription
-	lru   list.List
-	cap   int
-	seq   uint64
-	eqb   pgx.ExtendedQueryBuilder
+	session [][]byte                                     // session values of the limits, read on first use
+	scopes  [1 << numLimits]*pgconn.StatementDescription // scope statements by limit mask
+	vals    [][]byte                                     // scope parameter buffer
+	stmts   map[string]*list.Element                     // SQL -> element holding *pgconn.StatementDescription
+	lru     list.List
+	cap     int
+	seq     uint64
+	stale   []string // forgotten statements still to deallocate on the server
+	eqb     pgx.ExtendedQueryBuilder
+	batch   pgconn.Batch
 }
 
 const connStateKey = "tenantry"
@@ -42,11 +46,13 @@ func (st *connState) lookup(sql string) *pgconn.StatementDescription {
 	return nil
 }
 
-// forget drops a statement whose server-side copy is gone or stale.
+// forget drops a statement whose server-side copy is gone or stale; its
+// name is deallocated at the next prepare outside a transaction.
 func (st *connState) forget(sql string) {
 	if e, ok := st.stmts[sql]; ok {
 		st.lru.Remove(e)
 		delete(st.stmts, sql)
+		st.stale = append(st.stale, e.Value.(*pgconn.StatementDescription).Name)
 	}
 }
 
@@ -57,21 +63,22 @@ func (st *connState) nextName() string {
 
 // prepare returns the statement description of sql on this connection,
 // preparing it on a miss. Preparing resolves table names, so it must happen
-// under the tenant's search_path: with settings (outside a transaction, or
-// before its first statement) it runs in an implicit transaction after them;
-// without (inside a transaction that has them) it runs as is. A miss costs
+// under the tenant's search_path: with scope values (outside a transaction,
+// or before its first statement) it runs in an implicit transaction after
+// them; without (inside a transaction that has them) it runs as is. A miss costs
 // one extra round trip per connection and statement.
-func (st *connState) prepare(ctx context.Context, c *pgx.Conn, settings [][]byte, sql string) (*pgconn.StatementDescription, error) {
-	pc := c.PgConn()
-	if st.scope == nil {
-		sd, err := pc.Prepare(ctx, st.nextName(), scopeSQL, nil)
-		if err != nil {
-			return nil, fmt.Errorf("tenancy: prepare scope statement: %w", err)
-		}
-		st.scope = sd
-	}
+func (st *connState) prepare(ctx context.Context, c *pgx.Conn, v *scopeValues, sql string) (*pgconn.StatementDescription, error) {
 	if sd := st.lookup(sql); sd != nil {
 		return sd, nil
+	}
+	pc := c.PgConn()
+	if v != nil { // not inside a server transaction
+		for _, name := range st.stale {
+			// The statement may be gone already (26000); either way it is
+			// no longer ours.
+			_ = pc.Deallocate(ctx, name)
+		}
+		st.stale = st.stale[:0]
 	}
 	if st.lru.Len() >= st.cap {
 		oldest := st.lru.Back()
@@ -87,10 +94,14 @@ func (st *connState) prepare(ctx context.Context, c *pgx.Conn, settings [][]byte
 		sd  *pgconn.StatementDescription
 		err error
 	)
-	if settings == nil {
+	if v == nil {
 		sd, err = pc.Prepare(ctx, name, sql, nil)
 	} else {
-		sd, err = prepareScoped(ctx, pc, st.scope, settings, name, sql)
+		scope, vals, serr := st.scope(ctx, c, v)
+		if serr != nil {
+			return nil, serr
+		}
+		sd, err = prepareScoped(ctx, pc, scope, vals, name, sql)
 	}
 	if err != nil {
 		return nil, err

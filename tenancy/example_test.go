@@ -1,0 +1,44 @@
+package tenancy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tenantry/tenantry/tenancy"
+)
+
+func ExampleParseID() {
+	_, err := tenancy.ParseID("42")
+	fmt.Println(errors.Is(err, tenancy.ErrInvalidTenantID))
+	id, _ := tenancy.ParseID("7f1c2a4e-9b3d-4c8e-a1f0-5d6e7f8a9b0c")
+	fmt.Println(id.SchemaName())
+	// Output:
+	// true
+	// tenant_7f1c2a4e9b3d4c8ea1f05d6e7f8a9b0c
+}
+
+func ExampleWithTenant() {
+	id := tenancy.MustParseID("7f1c2a4e-9b3d-4c8e-a1f0-5d6e7f8a9b0c")
+	ctx := tenancy.WithTenant(context.Background(), id)
+	got, ok := tenancy.FromContext(ctx)
+	fmt.Println(got, ok)
+	_, ok = tenancy.FromContext(context.Background())
+	fmt.Println(ok)
+	// Output:
+	// 7f1c2a4e-9b3d-4c8e-a1f0-5d6e7f8a9b0c true
+	// false
+}
+
+func ExampleNewStaticResolver() {
+	id := tenancy.MustParseID("7f1c2a4e-9b3d-4c8e-a1f0-5d6e7f8a9b0c")
+	shard := &tenancy.Shard{Name: "shard0", Pool: nil}
+	if _, err := tenancy.NewPlacement(id, shard, id.SchemaName(), tenancy.DefaultLimits); err != nil {
+		fmt.Println(errors.Is(err, tenancy.ErrInvalidPlacement))
+	}
+	_, err := tenancy.NewStaticResolver(nil).Resolve(context.Background(), id)
+	fmt.Println(errors.Is(err, tenancy.ErrUnknownTenant))
+	// Output:
+	// true
+	// true
+}
