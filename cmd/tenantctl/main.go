@@ -1,58 +1,70 @@
-// Command tenantctl operates a tenantry fleet. Today it has one command:
+// Command tenantctl operates a tenantry fleet: provisioning, migrations,
+// throttling and lifecycle operations per tenant, across shards.
 //
 //	tenantctl demo [-keep]
 //
-// which starts two throwaway PostgreSQL shards, provisions tenants and shows
-// their isolation step by step. Fleet commands (tenants, migrate, shards,
-// backup, move) come with the registry.
+// starts two throwaway PostgreSQL shards, provisions tenants and shows their
+// isolation step by step. Run tenantctl without arguments for the list of
+// commands.
 package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
-
-	"github.com/tenantry/tenantry/internal/demo"
+	"sort"
 )
 
+// command is one tenantctl subcommand. Each lives in its own file.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout io.Writer) error
+}
+
+// commands lists every subcommand; add one line per new command.
+func commands() []command {
+	return []command{
+		demoCommand(),
+	}
+}
+
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "tenantctl:", err)
 		os.Exit(1)
 	}
 }
 
-func usage() {
-	fmt.Fprint(os.Stderr, `usage: tenantctl COMMAND [flags]
-
-commands:
-  demo    start two local throwaway shards and show tenant isolation step by step
-          -keep  leave the clusters running until Ctrl-C and print how to connect
-`)
-}
-
-func run(args []string) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmds := commands()
+	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
+	usage := func() {
+		fmt.Fprintln(stderr, "usage: tenantctl COMMAND [flags]\n\ncommands:")
+		for _, c := range cmds {
+			fmt.Fprintf(stderr, "  %-10s %s\n", c.name, c.summary)
+		}
+		fmt.Fprintln(stderr, "\nRun tenantctl COMMAND -h for a command's flags.")
+	}
 	if len(args) == 0 {
 		usage()
-		return fmt.Errorf("no command")
+		return fmt.Errorf("no command given")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
 	switch args[0] {
-	case "demo":
-		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-		keep := fs.Bool("keep", false, "leave the clusters running until Ctrl-C")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		return demo.Run(ctx, os.Stdout, demo.Options{Keep: *keep})
 	case "help", "-h", "--help":
 		usage()
 		return nil
-	default:
-		usage()
-		return fmt.Errorf("unknown command %q", args[0])
 	}
+	for _, c := range cmds {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], stdout)
+		}
+	}
+	usage()
+	return fmt.Errorf("unknown command %q", args[0])
 }
