@@ -1,7 +1,10 @@
 package tenancy_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/tenantry/tenantry/tenancy"
@@ -44,4 +47,19 @@ func TestUnscopedNeedsReason(t *testing.T) {
 		}
 	}()
 	tenancy.Unscoped(context.Background(), "")
+}
+
+func TestUnscopedIsLogged(t *testing.T) {
+	var buf bytes.Buffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
+	defer slog.SetDefault(prev)
+	tenancy.Unscoped(context.Background(), "nightly invoice export")
+	tenancy.Unscoped(context.Background(), "second use")
+	out := buf.String()
+	for _, want := range []string{`reason="nightly invoice export"`, `reason="second use"`, "context_test.go"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
 }
