@@ -28,7 +28,24 @@ import (
 // the shard's admin pool.
 type Driver struct {
 	resolver  Resolver
+	gate      Gate
 	cacheSize int
+}
+
+// Gate admits work onto a shard before a connection is taken: per-tenant
+// concurrency caps, fair queuing across tenants, rate limits. Enter blocks
+// until the work may run or returns a typed error (tenant busy, throttled,
+// context done); every successful Enter is followed by exactly one Leave,
+// when the statement or transaction has released its connection. Both run
+// on the request path: they must not allocate per call.
+type Gate interface {
+	Enter(ctx context.Context, p *Placement) error
+	Leave(p *Placement)
+}
+
+// WithGate puts g in front of every shard pool.
+func WithGate(g Gate) DriverOption {
+	return func(d *Driver) { d.gate = g }
 }
 
 var (
@@ -68,8 +85,8 @@ func (*Driver) Dialect() string { return dialect.Postgres }
 // closes them.
 func (*Driver) Close() error { return nil }
 
-// route returns the pool and encoded settings for ctx.
-func (d *Driver) route(ctx context.Context) (*pgxpool.Pool, *scopeValues, error) {
+// route returns the placement, pool and encoded settings for ctx.
+func (d *Driver) route(ctx context.Context) (*Placement, *pgxpool.Pool, *scopeValues, error) {
 	s := lookup(ctx)
 	switch {
 	case s != nil && s.unscoped:
@@ -83,20 +100,58 @@ func (d *Driver) route(ctx context.Context) (*pgxpool.Pool, *scopeValues, error)
 			p, err = d.resolver.Resolve(ctx, s.tenant)
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if p.Shard.Admin == nil {
-			return nil, nil, fmt.Errorf("%w: shard %q has no admin pool for unscoped access", ErrInvalidPlacement, p.Shard.Name)
+			return nil, nil, nil, fmt.Errorf("%w: shard %q has no admin pool for unscoped access", ErrInvalidPlacement, p.Shard.Name)
 		}
-		return p.Shard.Admin, &p.adminScope, nil
+		return p, p.Shard.Admin, &p.adminScope, nil
 	case s == nil || s.tenant.IsZero():
-		return nil, nil, ErrNoTenant
+		return nil, nil, nil, ErrNoTenant
 	default:
 		p, err := d.resolver.Resolve(ctx, s.tenant)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return p.Shard.Pool, &p.scope, nil
+		return p, p.Shard.Pool, &p.scope, nil
+	}
+}
+
+// lease is a connection held for one statement or transaction, with the
+// gate's admission that goes with it.
+type lease struct {
+	conn     *pgxpool.Conn
+	st       *connState
+	p        *Placement
+	gate     Gate
+	settings *scopeValues
+}
+
+// acquire routes ctx, passes the gate and takes a connection.
+func (d *Driver) acquire(ctx context.Context) (lease, error) {
+	p, pool, settings, err := d.route(ctx)
+	if err != nil {
+		return lease{}, err
+	}
+	if d.gate != nil {
+		if err := d.gate.Enter(ctx, p); err != nil {
+			return lease{}, err
+		}
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		if d.gate != nil {
+			d.gate.Leave(p)
+		}
+		return lease{}, fmt.Errorf("tenancy: shard %q: %w", p.Shard.Name, err)
+	}
+	return lease{conn: conn, st: stateOf(conn.Conn(), d.cacheSize), p: p, gate: d.gate, settings: settings}, nil
+}
+
+func (l *lease) release() {
+	l.conn.Release()
+	if l.gate != nil {
+		l.gate.Leave(l.p)
 	}
 }
 
@@ -106,21 +161,16 @@ func (d *Driver) Exec(ctx context.Context, query string, args, v any) error {
 	if err != nil {
 		return err
 	}
-	pool, settings, err := d.route(ctx)
+	l, err := d.acquire(ctx)
 	if err != nil {
 		return err
 	}
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	c := conn.Conn()
-	st := stateOf(c, d.cacheSize)
-	err = execStatement(ctx, c, st, "", settings, query, argv, v)
+	defer l.release()
+	c := l.conn.Conn()
+	err = execStatement(ctx, c, l.st, "", l.settings, query, argv, v)
 	if retryable(err) {
-		st.forget(query)
-		err = execStatement(ctx, c, st, "", settings, query, argv, v)
+		l.st.forget(query)
+		err = execStatement(ctx, c, l.st, "", l.settings, query, argv, v)
 	}
 	return err
 }
@@ -135,26 +185,21 @@ func (d *Driver) Query(ctx context.Context, query string, args, v any) error {
 	if err != nil {
 		return err
 	}
-	pool, settings, err := d.route(ctx)
+	l, err := d.acquire(ctx)
 	if err != nil {
 		return err
 	}
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	c := conn.Conn()
-	st := stateOf(c, d.cacheSize)
-	r, err := queryStatement(ctx, c, st, "", settings, query, argv)
+	c := l.conn.Conn()
+	r, err := queryStatement(ctx, c, l.st, "", l.settings, query, argv)
 	if retryable(err) {
-		st.forget(query)
-		r, err = queryStatement(ctx, c, st, "", settings, query, argv)
+		l.st.forget(query)
+		r, err = queryStatement(ctx, c, l.st, "", l.settings, query, argv)
 	}
 	if err != nil {
-		conn.Release()
+		l.release()
 		return err
 	}
-	r.release = conn.Release
+	r.lease = l
 	*vr = entsql.Rows{ColumnScanner: r}
 	return nil
 }
@@ -172,23 +217,16 @@ func (d *Driver) BeginTx(ctx context.Context, opts *stdsql.TxOptions) (dialect.T
 	if err != nil {
 		return nil, err
 	}
-	pool, settings, err := d.route(ctx)
+	l, err := d.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c := conn.Conn()
 	return &Tx{
-		ctx:      ctx,
-		scope:    lookup(ctx),
-		conn:     conn,
-		c:        c,
-		st:       stateOf(c, d.cacheSize),
-		settings: settings,
-		begin:    begin,
+		ctx:   ctx,
+		scope: lookup(ctx),
+		lease: l,
+		c:     l.conn.Conn(),
+		begin: begin,
 	}, nil
 }
 
@@ -217,14 +255,12 @@ func beginSQL(opts *stdsql.TxOptions) (string, error) {
 // Tx is a transaction of one tenant (or of one Unscoped context) on one
 // connection.
 type Tx struct {
-	ctx      context.Context
-	scope    *scope
-	conn     *pgxpool.Conn
-	c        *pgx.Conn
-	st       *connState
-	settings *scopeValues
-	begin    string // BEGIN statement still to send with the first statement; "" once sent
-	done     bool
+	ctx   context.Context
+	scope *scope
+	lease lease
+	c     *pgx.Conn
+	begin string // BEGIN statement still to send with the first statement; "" once sent
+	done  bool
 }
 
 // check makes sure a statement belongs to the transaction's scope.
@@ -249,7 +285,7 @@ func (tx *Tx) opening() (string, *scopeValues) {
 	}
 	b := tx.begin
 	tx.begin = ""
-	return b, tx.settings
+	return b, tx.lease.settings
 }
 
 // Exec implements dialect.ExecQuerier.
@@ -262,9 +298,9 @@ func (tx *Tx) Exec(ctx context.Context, query string, args, v any) error {
 		return err
 	}
 	begin, settings := tx.opening()
-	err = execStatement(ctx, tx.c, tx.st, begin, settings, query, argv, v)
+	err = execStatement(ctx, tx.c, tx.lease.st, begin, settings, query, argv, v)
 	if retryable(err) {
-		tx.st.forget(query)
+		tx.lease.st.forget(query)
 	}
 	return err
 }
@@ -283,10 +319,10 @@ func (tx *Tx) Query(ctx context.Context, query string, args, v any) error {
 		return err
 	}
 	begin, settings := tx.opening()
-	r, err := queryStatement(ctx, tx.c, tx.st, begin, settings, query, argv)
+	r, err := queryStatement(ctx, tx.c, tx.lease.st, begin, settings, query, argv)
 	if err != nil {
 		if retryable(err) {
-			tx.st.forget(query)
+			tx.lease.st.forget(query)
 		}
 		return err
 	}
@@ -305,7 +341,7 @@ func (tx *Tx) end(stmt string) error {
 		return stdsql.ErrTxDone
 	}
 	tx.done = true
-	defer tx.conn.Release()
+	defer tx.lease.release()
 	if tx.begin != "" { // nothing was sent: there is no server transaction
 		return nil
 	}
@@ -456,10 +492,10 @@ func (result) LastInsertId() (int64, error) {
 // commit arrive) and releases the connection (outside a transaction).
 type rows struct {
 	pgx.Rows
-	batch   *pgconn.MultiResultReader
-	release func()
-	err     error
-	closed  bool
+	batch  *pgconn.MultiResultReader
+	lease  lease // zero inside a transaction, which keeps the connection
+	err    error
+	closed bool
 }
 
 func (r *rows) Next() bool {
@@ -483,8 +519,8 @@ func (r *rows) close() {
 	if err := r.batch.Close(); r.err == nil {
 		r.err = err
 	}
-	if r.release != nil {
-		r.release()
+	if r.lease.conn != nil {
+		r.lease.release()
 	}
 }
 
