@@ -34,6 +34,15 @@ type Limits struct {
 	LockTimeout              time.Duration
 	IdleInTransactionTimeout time.Duration
 	WorkMem                  string // e.g. "4MB"
+
+	// Admission limits of the tenant's plan, enforced by a Gate
+	// (tenancy/admission, tenancy/ratelimit) before a connection is taken,
+	// not sent to the server. Zero means the gate's default.
+	Plan         string        // plan name, for metrics and errors; keep the set of names small
+	MaxConns     int           // statements and transactions running at once on the shard
+	RatePerSec   float64       // sustained statements and transactions per second
+	Burst        int           // statements and transactions allowed at once above the rate
+	QueueTimeout time.Duration // longest wait for a connection slot before ErrTenantBusy
 }
 
 // DefaultLimits are the limits of a tenant whose plan sets none.
@@ -78,6 +87,9 @@ func NewPlacement(tenant ID, shard *Shard, schema string, limits Limits) (*Place
 		if d < 0 || d.Milliseconds() > math.MaxInt32 {
 			return nil, fmt.Errorf("%w: timeout %s out of range", ErrInvalidPlacement, d)
 		}
+	}
+	if limits.MaxConns < 0 || limits.RatePerSec < 0 || math.IsNaN(limits.RatePerSec) || limits.Burst < 0 || limits.QueueTimeout < 0 {
+		return nil, fmt.Errorf("%w: negative admission limit", ErrInvalidPlacement)
 	}
 	workMem := limits.WorkMem
 	if workMem == "" {

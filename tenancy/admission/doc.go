@@ -1,0 +1,33 @@
+// Package admission decides when a tenant's statement or transaction may
+// take a connection from its shard's pool, so that one tenant cannot starve
+// the others of connections.
+//
+// A [Gate] implements [tenancy.Gate]; put it in front of every shard pool
+// with [tenancy.WithGate]:
+//
+//	gate := admission.New(admission.Config{RateLimiter: ratelimit.NewLocal()})
+//	drv := tenancy.NewDriver(resolver, tenancy.WithGate(gate))
+//
+// Per shard it keeps as many statements and transactions running as the
+// shard pool has connections (pgxpool's own acquire queue is FIFO, so the
+// waiting happens here, not there). Per tenant it applies the plan's limits
+// from [tenancy.Limits]:
+//
+//   - MaxConns caps how many of the shard's connections the tenant holds
+//     at once;
+//   - QueueTimeout bounds how long a statement waits for a slot; past it,
+//     Enter fails with an error wrapping [ErrTenantBusy] that carries a
+//     retry-after;
+//   - the optional [RateLimiter] (tenancy/ratelimit) runs first, so a
+//     throttled tenant never takes a queue position.
+//
+// Waiting tenants are served by deficit round robin charged in connection
+// time: every tenant with waiters earns the same quantum per round and pays
+// its recent average connection hold time per admission. A tenant with a
+// deep queue, or with slow queries, gets its share and no more; a tenant
+// with a few quick queries waits about one slot release, whatever the
+// others queue.
+//
+// Enter and Leave do not allocate when the tenant is under its limits and a
+// slot is free; waiting reuses pooled waiters.
+package admission
