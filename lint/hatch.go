@@ -1,0 +1,215 @@
+package lint
+
+import (
+	"fmt"
+	"go/ast"
+	"go/types"
+	"strings"
+)
+
+// wrapperFact marks a function (or a package-level variable holding one)
+// that reaches an escape hatch: its body refers to a hatch or to another
+// object with this fact. It is exported for every such object in every
+// package, allowed or not, so callers in other packages are checked too.
+type wrapperFact struct {
+	// Hatch is the hatch reached, e.g. "tenancy.Unscoped".
+	Hatch string
+	// Chain is the path from the object to the hatch, both included.
+	Chain []string
+}
+
+func (*wrapperFact) AFact() {}
+
+func (f *wrapperFact) String() string {
+	return "reaches " + f.Hatch + " via " + strings.Join(f.Chain, " → ")
+}
+
+// maxChain bounds the chain carried in facts and messages.
+const maxChain = 6
+
+func extend(obj types.Object, f *wrapperFact) *wrapperFact {
+	chain := append([]string{objName(obj)}, f.Chain...)
+	if len(chain) > maxChain {
+		chain = append(chain[:maxChain-2:maxChain-2], "…", chain[len(chain)-1])
+	}
+	return &wrapperFact{Hatch: f.Hatch, Chain: chain}
+}
+
+// node is a function or package-level variable of this package and the
+// functions and variables its body or initializer refers to.
+type node struct {
+	obj  types.Object
+	refs []types.Object
+}
+
+// target returns the function or package-level variable id refers to, with
+// instantiated generics replaced by their origin; nil for anything else.
+func (c *checker) target(id *ast.Ident) types.Object {
+	switch o := c.pass.TypesInfo.Uses[id].(type) {
+	case *types.Func:
+		return o.Origin()
+	case *types.Var:
+		if o.Pkg() != nil && !o.IsField() && o.Parent() == o.Pkg().Scope() {
+			return o
+		}
+	}
+	return nil
+}
+
+// reach returns what obj reaches: itself if it is a hatch, else its fact
+// (computed here or imported), else nil.
+func (c *checker) reach(obj types.Object) *wrapperFact {
+	if fn, ok := obj.(*types.Func); ok {
+		if h := c.cfg.hatchOf(fn, c.ents); h != nil {
+			return &wrapperFact{Hatch: objName(fn), Chain: []string{objName(fn)}}
+		}
+	}
+	if obj.Pkg() == c.pass.Pkg {
+		return c.wrappers[obj]
+	}
+	var f wrapperFact
+	if c.pass.ImportObjectFact(obj, &f) {
+		return &f
+	}
+	return nil
+}
+
+// findWrappers computes which functions and package-level variables of the
+// package reach a hatch (a fixed point over the package's references, on
+// top of the facts of imported packages) and exports a fact for each.
+func (c *checker) findWrappers() {
+	info := c.pass.TypesInfo
+	var nodes []*node
+	c.quietDecl = map[types.Object]bool{}
+	refsOf := func(n ast.Node) []types.Object {
+		var refs []types.Object
+		ast.Inspect(n, func(n ast.Node) bool {
+			if id, ok := n.(*ast.Ident); ok {
+				if t := c.target(id); t != nil {
+					refs = append(refs, t)
+				}
+			}
+			return true
+		})
+		return refs
+	}
+	for _, f := range c.pass.Files {
+		if !c.cfg.tests && c.isTest(f) {
+			continue // out of sight unless -tests
+		}
+		for _, d := range f.Decls {
+			switch d := d.(type) {
+			case *ast.FuncDecl:
+				if fn, ok := info.Defs[d.Name].(*types.Func); ok && d.Body != nil {
+					nodes = append(nodes, &node{obj: fn, refs: refsOf(d.Body)})
+					if !c.reportsIn(f) {
+						c.quietDecl[fn] = true
+					}
+				}
+			case *ast.GenDecl:
+				for _, s := range d.Specs {
+					vs, ok := s.(*ast.ValueSpec)
+					if !ok || len(vs.Values) == 0 {
+						continue
+					}
+					for i, name := range vs.Names {
+						v, ok := info.Defs[name].(*types.Var)
+						if !ok || name.Name == "_" {
+							continue
+						}
+						var refs []types.Object
+						if len(vs.Values) == len(vs.Names) {
+							refs = refsOf(vs.Values[i])
+						} else {
+							for _, e := range vs.Values {
+								refs = append(refs, refsOf(e)...)
+							}
+						}
+						nodes = append(nodes, &node{obj: v, refs: refs})
+						if !c.reportsIn(f) {
+							c.quietDecl[v] = true
+						}
+					}
+				}
+			}
+		}
+	}
+
+	c.wrappers = map[types.Object]*wrapperFact{}
+	for changed := true; changed; {
+		changed = false
+		for _, n := range nodes {
+			if c.wrappers[n.obj] != nil {
+				continue
+			}
+			for _, r := range n.refs {
+				if r == n.obj {
+					continue
+				}
+				if f := c.reach(r); f != nil {
+					c.wrappers[n.obj] = extend(n.obj, f)
+					changed = true
+					break
+				}
+			}
+		}
+	}
+	if c.pass.Pkg.Name() == "main" {
+		return // nothing imports it (and go test's generated main is not ours)
+	}
+	for _, n := range nodes {
+		if f := c.wrappers[n.obj]; f != nil {
+			c.pass.ExportObjectFact(n.obj, f)
+		}
+	}
+}
+
+// checkHatchUses reports every reference to a hatch (rule 1) or to a
+// function or variable that reaches one (rule 2): calls, function values,
+// method values and method expressions alike.
+func (c *checker) checkHatchUses(f *ast.File) {
+	var self []types.Object // the declarations we are in
+	var walk func(n ast.Node) bool
+	walk = func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.FuncDecl:
+			if n.Body == nil {
+				return false
+			}
+			self = append(self, c.pass.TypesInfo.Defs[n.Name])
+			ast.Inspect(n.Body, walk)
+			self = self[:len(self)-1]
+			return false
+		case *ast.Ident:
+			t := c.target(n)
+			if t == nil || len(self) > 0 && t == self[len(self)-1] {
+				return true
+			}
+			if fn, ok := t.(*types.Func); ok {
+				if h := c.cfg.hatchOf(fn, c.ents); h != nil {
+					c.report(n.Pos(), "hatch", fmt.Sprintf(
+						"%s used in package %s, which is not allowed to bypass tenant scoping: "+
+							"the returned context turns off the tenant filter and row-level security for every query run with it; "+
+							"scope the context with tenancy.WithTenant(ctx, id), or move this code to an allowed package (-tenantlint.allow, default: paths under migrate or internal/admin)",
+						objName(fn), c.pass.Pkg.Path()))
+					return true
+				}
+			}
+			// A wrapper of this package is reported where it reaches the
+			// hatch (or another package's wrapper), not at each caller
+			// up the chain, unless findings in its own file are not
+			// reported (generated code, tests).
+			if t.Pkg() == c.pass.Pkg && !c.quietDecl[t] {
+				return true
+			}
+			if w := c.reach(t); w != nil {
+				c.report(n.Pos(), "wrapper", fmt.Sprintf(
+					"%s reaches the escape hatch %s (%s) and is used in package %s, which is not allowed to bypass tenant scoping: "+
+						"it runs unscoped on this package's behalf; call a tenant-scoped alternative with tenancy.WithTenant(ctx, id), or move this code to an allowed package (-tenantlint.allow)",
+					objName(t), w.Hatch, strings.Join(w.Chain, " → "), c.pass.Pkg.Path()))
+			}
+		}
+		return true
+	}
+	ast.Inspect(f, walk)
+}

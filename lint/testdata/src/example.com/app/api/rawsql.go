@@ -1,0 +1,64 @@
+package api
+
+import (
+	"context"
+	"database/sql"
+
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+	"example.com/app/ent"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tenantry/tenantry/tenancy"
+)
+
+// Rule 4: raw SQL on handles that bypass the tenant-scoped driver.
+
+func raw(ctx context.Context, db *sql.DB, pool *pgxpool.Pool, conn *pgx.Conn, shard *tenancy.Shard) error {
+	if _, err := db.ExecContext(ctx, "DELETE FROM orders"); err != nil { // want `raw SQL through \(\*sql.DB\).ExecContext bypasses the tenant-scoped driver`
+		return err
+	}
+	_ = db.QueryRow("SELECT count(*) FROM orders")                           // want `raw SQL through \(\*sql.DB\).QueryRow`
+	if _, err := pool.Exec(ctx, "UPDATE orders SET note = ''"); err != nil { // want `raw SQL through \(\*pgxpool.Pool\).Exec`
+		return err
+	}
+	_ = shard.Pool.QueryRow(ctx, "SELECT * FROM orders") // want `raw SQL through \(\*pgxpool.Pool\).QueryRow`
+	_, _ = conn.Exec(ctx, "TRUNCATE orders")             // want `raw SQL through \(\*pgx.Conn\).Exec`
+	_ = conn.PgConn().Exec(ctx, "SELECT 1")              // want `raw SQL through \(\*pgconn.PgConn\).Exec`
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	_ = tx.QueryRow(ctx, "SELECT 1") // want `raw SQL through \(pgx.Tx\).QueryRow`
+	return tx.Commit(ctx)
+}
+
+// Ent's plain SQL driver wraps a *sql.DB: no tenant scoping either.
+func entDriver(ctx context.Context, db *sql.DB) {
+	drv := entsql.OpenDB("postgres", db)
+	_ = drv.Exec(ctx, "DELETE FROM orders", []any{}, nil) // want `raw SQL through \(\*sql.Driver\).Exec`
+	_, _ = drv.DB().Exec("DELETE FROM orders")            // want `raw SQL through \(\*sql.DB\).Exec`
+}
+
+// Method values and expressions of raw handles.
+func rawValues(ctx context.Context, db *sql.DB) {
+	exec := db.ExecContext // want `raw SQL through \(\*sql.DB\).ExecContext`
+	_, _ = exec(ctx, "DELETE FROM orders")
+	_, _ = (*sql.DB).Exec(db, "DELETE FROM orders") // want `raw SQL through \(\*sql.DB\).Exec`
+}
+
+// A generic helper over raw handles.
+func rawGeneric[DB interface{ *sql.DB }](ctx context.Context, db DB) {
+	_, _ = (*sql.DB)(db).ExecContext(ctx, "DELETE FROM orders") // want `raw SQL through \(\*sql.DB\).ExecContext`
+}
+
+// Not reported: the scoped paths, and the ent dialect.Driver interface (the
+// tenancy driver implements it too).
+func scopedSQL(ctx context.Context, c *ent.Client, d dialect.Driver, td *tenancy.Driver, db *sql.DB, id tenancy.ID) {
+	ctx = tenancy.WithTenant(ctx, id)
+	_, _ = c.ExecContext(ctx, "UPDATE orders SET note = ''")
+	_ = d.Exec(ctx, "SELECT 1", []any{}, nil)
+	_ = td.Exec(ctx, "SELECT 1", nil, nil)
+	_ = db.PingContext(ctx)
+	_, _ = db.Exec("SELECT 1") //tenantlint:ok health check touches no table
+}
