@@ -4,3 +4,4 @@ package tenantry
 // extension, so that `go generate ./...` regenerates them all.
 
 //go:generate go run ./gen/cmd/tenantrygen ./examples/app/ent/schema
+//go:generate go run ./gen/cmd/tenantrygen ./ent/schema

@@ -1,0 +1,41 @@
+package schema
+
+import (
+	"time"
+
+	"entgo.io/ent"
+	"entgo.io/ent/schema"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+
+	"github.com/tenantry/tenantry/tenancy"
+)
+
+// Tenant is one customer account of the SaaS.
+type Tenant struct {
+	ent.Schema
+}
+
+func (Tenant) Annotations() []schema.Annotation {
+	return []schema.Annotation{tenancy.Global()}
+}
+
+func (Tenant) Fields() []ent.Field {
+	return []ent.Field{
+		field.UUID("id", tenancy.ID{}).Default(tenancy.NewID).Immutable(),
+		field.String("slug").Unique().NotEmpty().MaxLen(63).Match(nameRE),
+		field.Enum("state").
+			Values("provisioning", "active", "read_only", "suspended", "moving", "deleted").
+			Default("provisioning"),
+		field.Int("plan_id"),
+		field.Time("created_at").Default(time.Now).Immutable(),
+		field.Time("updated_at").Default(time.Now).UpdateDefault(time.Now),
+	}
+}
+
+func (Tenant) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.From("plan", Plan.Type).Ref("tenants").Unique().Required().Field("plan_id"),
+		edge.To("placement", Placement.Type).Unique(),
+	}
+}
