@@ -25,7 +25,10 @@ import (
 // the first statement, in the same round trip as BEGIN.
 //
 // A context without a tenant fails with ErrNoTenant. Unscoped contexts run on
-// the shard's admin pool.
+// the shard's admin pool. Read-only transactions of placements made with
+// ReplicaReads run on the shard's replica. Every transaction of a placement
+// made with FenceWrites is read-only on the server, and a write fails with
+// an error wrapping ErrTenantReadOnly.
 type Driver struct {
 	resolver  Resolver
 	gate      Gate
@@ -85,8 +88,9 @@ func (*Driver) Dialect() string { return dialect.Postgres }
 // closes them.
 func (*Driver) Close() error { return nil }
 
-// route returns the placement, pool and encoded settings for ctx.
-func (d *Driver) route(ctx context.Context) (*Placement, *pgxpool.Pool, *scopeValues, error) {
+// route returns the placement, pool and encoded settings for ctx. readOnly
+// says the work is a read-only transaction, which may go to a replica.
+func (d *Driver) route(ctx context.Context, readOnly bool) (*Placement, *pgxpool.Pool, *scopeValues, error) {
 	s := lookup(ctx)
 	switch {
 	case s != nil && s.unscoped:
@@ -113,6 +117,9 @@ func (d *Driver) route(ctx context.Context) (*Placement, *pgxpool.Pool, *scopeVa
 		if err != nil {
 			return nil, nil, nil, err
 		}
+		if readOnly && p.replica && p.Shard.Replica != nil {
+			return p, p.Shard.Replica, &p.scope, nil
+		}
 		return p, p.Shard.Pool, &p.scope, nil
 	}
 }
@@ -128,8 +135,8 @@ type lease struct {
 }
 
 // acquire routes ctx, passes the gate and takes a connection.
-func (d *Driver) acquire(ctx context.Context) (lease, error) {
-	p, pool, settings, err := d.route(ctx)
+func (d *Driver) acquire(ctx context.Context, readOnly bool) (lease, error) {
+	p, pool, settings, err := d.route(ctx, readOnly)
 	if err != nil {
 		return lease{}, err
 	}
@@ -161,18 +168,19 @@ func (d *Driver) Exec(ctx context.Context, query string, args, v any) error {
 	if err != nil {
 		return err
 	}
-	l, err := d.acquire(ctx)
+	l, err := d.acquire(ctx, false)
 	if err != nil {
 		return err
 	}
 	defer l.release()
 	c := l.conn.Conn()
-	err = execStatement(ctx, c, l.st, "", l.settings, query, argv, v)
+	prefix := l.p.implicitPrefix()
+	err = execStatement(ctx, c, l.st, prefix, l.settings, query, argv, v)
 	if retryable(err) {
 		l.st.forget(query)
-		err = execStatement(ctx, c, l.st, "", l.settings, query, argv, v)
+		err = execStatement(ctx, c, l.st, prefix, l.settings, query, argv, v)
 	}
-	return err
+	return l.p.fenced(err)
 }
 
 // Query implements dialect.ExecQuerier. v must be *entsql.Rows.
@@ -185,19 +193,20 @@ func (d *Driver) Query(ctx context.Context, query string, args, v any) error {
 	if err != nil {
 		return err
 	}
-	l, err := d.acquire(ctx)
+	l, err := d.acquire(ctx, false)
 	if err != nil {
 		return err
 	}
 	c := l.conn.Conn()
-	r, err := queryStatement(ctx, c, l.st, "", l.settings, query, argv)
+	prefix := l.p.implicitPrefix()
+	r, err := queryStatement(ctx, c, l.st, prefix, l.settings, query, argv)
 	if retryable(err) {
 		l.st.forget(query)
-		r, err = queryStatement(ctx, c, l.st, "", l.settings, query, argv)
+		r, err = queryStatement(ctx, c, l.st, prefix, l.settings, query, argv)
 	}
 	if err != nil {
 		l.release()
-		return err
+		return l.p.fenced(err)
 	}
 	r.lease = l
 	*vr = entsql.Rows{ColumnScanner: r}
@@ -217,9 +226,13 @@ func (d *Driver) BeginTx(ctx context.Context, opts *stdsql.TxOptions) (dialect.T
 	if err != nil {
 		return nil, err
 	}
-	l, err := d.acquire(ctx)
+	readOnly := opts != nil && opts.ReadOnly
+	l, err := d.acquire(ctx, readOnly)
 	if err != nil {
 		return nil, err
+	}
+	if l.p.fence != "" && !readOnly {
+		begin += " READ ONLY"
 	}
 	return &Tx{
 		ctx:   ctx,
@@ -302,7 +315,7 @@ func (tx *Tx) Exec(ctx context.Context, query string, args, v any) error {
 	if retryable(err) {
 		tx.lease.st.forget(query)
 	}
-	return err
+	return tx.lease.p.fenced(err)
 }
 
 // Query implements dialect.ExecQuerier.
@@ -324,8 +337,9 @@ func (tx *Tx) Query(ctx context.Context, query string, args, v any) error {
 		if retryable(err) {
 			tx.lease.st.forget(query)
 		}
-		return err
+		return tx.lease.p.fenced(err)
 	}
+	r.lease.p = tx.lease.p
 	*vr = entsql.Rows{ColumnScanner: r}
 	return nil
 }
@@ -382,9 +396,9 @@ func retryable(err error) bool {
 	return pgErr.Code == "26000" || (pgErr.Code == "0A000" && pgErr.Message == "cached plan must not change result type")
 }
 
-// send batches [BEGIN], [scope settings] and the statement behind one Sync
-// (one write, one round trip) and returns the reader positioned at the
-// statement's result.
+// send batches [BEGIN (or readOnlySQL)], [scope settings] and the statement
+// behind one Sync (one write, one round trip) and returns the reader
+// positioned at the statement's result.
 func send(ctx context.Context, c *pgx.Conn, st *connState, begin string, settings *scopeValues, query string, args []any) (*pgconn.MultiResultReader, *pgconn.ResultReader, error) {
 	sd, err := st.prepare(ctx, c, settings, query)
 	if err != nil {
@@ -435,6 +449,21 @@ func send(ctx context.Context, c *pgx.Conn, st *connState, begin string, setting
 		return nil, nil, errors.New("tenancy: no result for the statement")
 	}
 	return mrr, mrr.ResultReader(), nil
+}
+
+// readOnlySQL makes the implicit transaction of a statement of a fenced
+// placement read-only. Sent first in the statement's batch, it costs no
+// extra round trip. (SET TRANSACTION would do the same, with a warning
+// outside an explicit transaction block.)
+const readOnlySQL = "SELECT set_config('transaction_read_only', 'on', true)"
+
+// implicitPrefix returns what send puts before the settings of a statement
+// outside a transaction: nothing, or readOnlySQL for a fenced placement.
+func (p *Placement) implicitPrefix() string {
+	if p.fence != "" {
+		return readOnlySQL
+	}
+	return ""
 }
 
 // discardResult reads and drops the next result of mrr.
@@ -493,7 +522,7 @@ func (result) LastInsertId() (int64, error) {
 type rows struct {
 	pgx.Rows
 	batch  *pgconn.MultiResultReader
-	lease  lease // zero inside a transaction, which keeps the connection
+	lease  lease // only its placement inside a transaction, which keeps the connection
 	err    error
 	closed bool
 }
@@ -519,6 +548,7 @@ func (r *rows) close() {
 	if err := r.batch.Close(); r.err == nil {
 		r.err = err
 	}
+	r.err = r.lease.p.fenced(r.err)
 	if r.lease.conn != nil {
 		r.lease.release()
 	}
@@ -533,7 +563,7 @@ func (r *rows) Err() error {
 	if r.closed {
 		return r.err
 	}
-	return r.Rows.Err()
+	return r.lease.p.fenced(r.Rows.Err())
 }
 
 func (r *rows) Columns() ([]string, error) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -24,6 +25,11 @@ type Shard struct {
 	// Admin connects as the admin role (BYPASSRLS). It serves Unscoped
 	// contexts only; nil disables unscoped access to this shard.
 	Admin *pgxpool.Pool
+	// Replica connects as the application role to a read replica of the
+	// shard. Read-only transactions (BeginTx with TxOptions.ReadOnly) of
+	// placements made with ReplicaReads run on it; they may see data a
+	// little older than the primary's. nil: every transaction runs on Pool.
+	Replica *pgxpool.Pool
 }
 
 // Limits are a tenant's per-transaction resource limits, sent as
@@ -65,6 +71,71 @@ type Placement struct {
 	// the request path sends them without formatting anything.
 	scope      scopeValues
 	adminScope scopeValues
+
+	fence   string // non-empty: writes are fenced; the tenant's state, for errors
+	replica bool   // read-only transactions may run on Shard.Replica
+}
+
+// PlacementOption sets an optional property of a placement.
+type PlacementOption func(*Placement)
+
+// FenceWrites makes every transaction of the placement read-only, on the
+// server: statements outside a transaction run in a read-only implicit
+// transaction, and transactions begin READ ONLY. A write then fails with an
+// error wrapping ErrTenantReadOnly, which is retryable; reads are served as
+// usual. state names why (the tenant's state, e.g. "read_only" or
+// "moving") and appears in the error.
+func FenceWrites(state string) PlacementOption {
+	if state == "" {
+		state = "read_only"
+	}
+	return func(p *Placement) { p.fence = state }
+}
+
+// ReplicaReads lets read-only transactions (BeginTx with TxOptions.ReadOnly)
+// of the placement run on the shard's Replica pool, when it has one.
+// Statements outside a transaction always run on the primary.
+func ReplicaReads() PlacementOption {
+	return func(p *Placement) { p.replica = true }
+}
+
+// Fenced reports whether writes of the placement are fenced, and why.
+func (p *Placement) Fenced() (state string, ok bool) { return p.fence, p.fence != "" }
+
+// ReadsFromReplica reports whether read-only transactions of the placement
+// run on its shard's replica.
+func (p *Placement) ReadsFromReplica() bool { return p.replica && p.Shard.Replica != nil }
+
+// Errors of tenants that cannot be served as usual. A Resolver returns
+// ErrTenantSuspended and ErrTenantDeleted instead of a placement; the Driver
+// returns ErrTenantReadOnly for a write of a fenced placement. Each is
+// wrapped with the tenant id and its state.
+var (
+	// ErrTenantSuspended: the tenant is suspended and nothing of it is
+	// served. An operator resumes it (tenantctl tenants resume).
+	ErrTenantSuspended = errors.New("tenancy: tenant suspended: none of its data is served until an operator resumes it (tenantctl tenants resume)")
+
+	// ErrTenantDeleted: the tenant was deleted; its id is never served again.
+	ErrTenantDeleted = errors.New("tenancy: tenant deleted: its data is no longer served")
+
+	// ErrTenantReadOnly: the tenant is read-only or being moved between
+	// shards. Reads are served; the write was refused and nothing of it was
+	// applied. It is retryable: retry the write later (moves end within
+	// seconds to minutes), or tell the user the account is read-only.
+	ErrTenantReadOnly = errors.New("tenancy: tenant is read-only (read_only or moving): the write was refused and not applied; reads are served; retry the write later")
+)
+
+// fenced maps the server's refusal of a write in a read-only transaction
+// (SQLSTATE 25006) on a fenced placement to ErrTenantReadOnly.
+func (p *Placement) fenced(err error) error {
+	if err == nil || p == nil || p.fence == "" {
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "25006" {
+		return fmt.Errorf("tenant %s (state %s): %w: %w", p.Tenant, p.fence, ErrTenantReadOnly, err)
+	}
+	return err
 }
 
 var schemaNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
@@ -76,7 +147,7 @@ var ErrInvalidPlacement = errors.New("tenancy: invalid placement")
 // NewPlacement validates and prepares a placement. schema must match
 // ^[a-z_][a-z0-9_]{0,62}$ (ID.SchemaName always does); it is quoted anyway.
 // WorkMem takes PostgreSQL's memory units: 4MB, 65536kB, 1GB, or plain kB.
-func NewPlacement(tenant ID, shard *Shard, schema string, limits Limits) (*Placement, error) {
+func NewPlacement(tenant ID, shard *Shard, schema string, limits Limits, opts ...PlacementOption) (*Placement, error) {
 	if shard == nil || shard.Pool == nil {
 		return nil, fmt.Errorf("%w: tenant %s has no shard pool", ErrInvalidPlacement, tenant)
 	}
@@ -100,6 +171,9 @@ func NewPlacement(tenant ID, shard *Shard, schema string, limits Limits) (*Place
 		return nil, fmt.Errorf("%w: work_mem: %w", ErrInvalidPlacement, err)
 	}
 	p := &Placement{Tenant: tenant, Shard: shard, Schema: schema, Limits: limits}
+	for _, o := range opts {
+		o(p)
+	}
 	ms := func(d time.Duration) []byte { return strconv.AppendInt(nil, d.Milliseconds(), 10) }
 	p.scope = scopeValues{
 		[]byte(pgx.Identifier{schema}.Sanitize()),
