@@ -49,10 +49,11 @@
 // path: it declares the types Client and Tx, and imports entgo.io/ent,
 // entgo.io/ent/dialect or entgo.io/ent/dialect/sql (or, when loaded from
 // export data, its Hook type is an alias of entgo.io/ent.Hook, which every
-// generated client declares). It is tenant-scoped when it imports the
-// tenancy package or one of its structs has a tenancy.ID field (the
-// tenancy.Mixin adds tenant_id to every scoped entity); a client of only
-// global schemas (a control plane) needs no tenant and is not checked. Its
+// generated client declares). It is tenant-scoped when one of its entity
+// structs has the field TenantID of type tenancy.ID, which tenancy.Mixin
+// adds to every scoped entity; a client of only global schemas (a control
+// plane, even one that stores tenancy.ID values) needs no tenant and is not
+// checked. Its
 // operations are the methods whose first parameter is a context.Context on
 // receivers named Client, Tx, config (ExecContext, QueryContext), selector
 // (Strings, Ints, Scan, ...) or XClient, XQuery, XCreate, XCreateBulk,

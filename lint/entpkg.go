@@ -13,9 +13,11 @@ import (
 // entgo.io/ent/dialect/sql, or (when it was loaded from export data, where
 // the import list can be incomplete) its Hook type is an alias of
 // entgo.io/ent.Hook, as every generated client declares. It is tenant-scoped
-// when it imports the tenancy package or one of its structs (the entities)
-// has a field of type tenancy.ID, which the tenancy.Mixin adds. The package
-// path plays no part: apps put their generated code anywhere.
+// when one of its structs (the entities) has the field TenantID of type
+// tenancy.ID, which the tenancy.Mixin adds (column tenant_id). Importing
+// tenancy is not enough: a control-plane client of global schemas uses
+// tenancy.ID for tenant references. The package path plays no part: apps
+// put their generated code anywhere.
 type entPackages struct {
 	gen    map[*types.Package]bool
 	scoped map[*types.Package]bool
@@ -80,11 +82,6 @@ func (e *entPackages) tenantScoped(p *types.Package) bool {
 }
 
 func isTenantScoped(p *types.Package) bool {
-	for _, imp := range p.Imports() {
-		if imp.Path() == TenancyPath {
-			return true
-		}
-	}
 	scope := p.Scope()
 	for _, name := range scope.Names() {
 		tn, ok := scope.Lookup(name).(*types.TypeName)
@@ -96,7 +93,7 @@ func isTenantScoped(p *types.Package) bool {
 			continue
 		}
 		for i := range st.NumFields() {
-			if isTenancyID(st.Field(i).Type()) {
+			if f := st.Field(i); f.Name() == "TenantID" && isTenancyID(f.Type()) {
 				return true
 			}
 		}
