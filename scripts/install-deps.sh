@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need and a fresh machine may lack:
-# the PostgreSQL server binaries (initdb, pg_ctl, postgres, pg_dump, ...).
+# the PostgreSQL server binaries (initdb, pg_ctl, postgres, pg_dump, ...)
+# and redis-server (the rate limiter's tests start their own).
 # Go comes with the machine; Go modules come from the module proxy.
 set -euo pipefail
 
@@ -15,4 +16,12 @@ if ! have_pg; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q postgresql-15
+fi
+
+if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then
+  echo "install-deps: redis-server not found; installing it from Debian packages" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q redis-server
 fi
