@@ -62,7 +62,7 @@ type Config struct {
 type Gate struct {
 	cfg     Config
 	quantum int64
-	shards  sync.Map // *tenancy.Shard -> *shard
+	shards  sync.Map // keyOf(*tenancy.Shard) -> *shard
 	mu      sync.Mutex
 }
 
@@ -163,13 +163,24 @@ var waiterPool = sync.Pool{New: func() any {
 	return &waiter{ready: make(chan struct{}, 1), timer: t}
 }}
 
+// keyOf identifies the admission state of a shard by its pool, which the
+// connections come from: a router that rebuilds Shard values for the same
+// pool keeps one state, and one capacity.
+func keyOf(s *tenancy.Shard) any {
+	if s.Pool != nil {
+		return s.Pool
+	}
+	return s
+}
+
 func (g *Gate) shardOf(s *tenancy.Shard) *shard {
-	if v, ok := g.shards.Load(s); ok {
+	key := keyOf(s)
+	if v, ok := g.shards.Load(key); ok {
 		return v.(*shard)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if v, ok := g.shards.Load(s); ok {
+	if v, ok := g.shards.Load(key); ok {
 		return v.(*shard)
 	}
 	capacity := 0
@@ -179,7 +190,7 @@ func (g *Gate) shardOf(s *tenancy.Shard) *shard {
 		capacity = int(s.Pool.Config().MaxConns)
 	}
 	sh := &shard{name: s.Name, capacity: max(capacity, 1), tenants: map[tenancy.ID]*tenant{}}
-	g.shards.Store(s, sh)
+	g.shards.Store(key, sh)
 	return sh
 }
 
@@ -298,7 +309,7 @@ func (g *Gate) Leave(p *tenancy.Placement) {
 	if p.Tenant.IsZero() {
 		return
 	}
-	v, ok := g.shards.Load(p.Shard)
+	v, ok := g.shards.Load(keyOf(p.Shard))
 	if !ok {
 		return
 	}

@@ -248,6 +248,53 @@ func TestThrottledThroughClient(t *testing.T) {
 	}
 }
 
+// TestRedisDownThroughClient: with Redis stopped, the generated client's
+// queries go on (none fails because of Redis) and the fallback still
+// throttles the tenant over its rate, in process.
+func TestRedisDownThroughClient(t *testing.T) {
+	env := apptest.New(t)
+	srv := redistest.Start(t)
+	rl := ratelimit.NewRedis(newClient(t, srv.Addr()), ratelimit.RedisOptions{})
+	free := tenancy.DefaultLimits
+	free.Plan, free.RatePerSec, free.Burst = "free", 0.5, 5
+	pa, err := tenancy.NewPlacement(apptest.A, env.Shards[0], apptest.SharedSchema, free)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pro := tenancy.DefaultLimits
+	pro.Plan, pro.RatePerSec, pro.Burst = "pro", 1000, 1000
+	pc, err := tenancy.NewPlacement(apptest.C, env.Shards[0], apptest.C.SchemaName(), pro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := admission.New(admission.Config{RateLimiter: rl})
+	client := ent.NewClient(ent.Driver(tenancy.NewDriver(tenancy.NewStaticResolver(nil, pa, pc), tenancy.WithGate(gate))))
+	ctxA, ctxC := apptest.Ctx(apptest.A), apptest.Ctx(apptest.C)
+	if _, err := client.Customer.Query().Count(ctxC); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	start := time.Now()
+	for i := range 100 {
+		if _, err := client.Customer.Query().Count(ctxC); err != nil {
+			t.Fatalf("C, query %d with Redis down: %v", i+1, err)
+		}
+	}
+	t.Logf("100 queries of C with Redis down in %s", time.Since(start).Round(time.Millisecond))
+	for i := range 5 {
+		if _, err := client.Customer.Query().Count(ctxA); err != nil {
+			t.Fatalf("A, query %d with Redis down: %v", i+1, err)
+		}
+	}
+	var te *ratelimit.ThrottledError
+	if _, err := client.Customer.Query().Count(ctxA); !errors.As(err, &te) || te.Shared {
+		t.Fatalf("A over its rate with Redis down: %v, want an in-process ThrottledError", err)
+	}
+	if s := rl.Stats(); !s.Down || s.FallbackCalls < 100 {
+		t.Fatalf("stats = %+v", s)
+	}
+}
+
 func BenchmarkLocalAllow(b *testing.B) {
 	l := ratelimit.NewLocal()
 	p := placement(tenancy.Limits{RatePerSec: 1e12, Burst: 1 << 30})
