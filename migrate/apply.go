@@ -5,11 +5,15 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"ariga.io/atlas/sql/migrate"
 	"ariga.io/atlas/sql/postgres"
 	atlas "ariga.io/atlas/sql/schema"
+	"ariga.io/atlas/sql/sqlcheck"
+	destructiveAnalyzer "ariga.io/atlas/sql/sqlcheck/destructive"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -113,99 +117,276 @@ func (d *Desired) apply(ctx context.Context, db *sql.DB, name string, roles Role
 		return err
 	}
 	defer tx.Rollback() // no-op after Commit
+	if err := prologue(ctx, tx, name, roles, opt.LockTimeout, false); err != nil {
+		return err
+	}
+	p, err := d.reconcile(ctx, tx, name, roles, reconcileOptions{allowDestructive: opt.AllowDestructive, schemaRef: ident(name)})
+	if err != nil {
+		return err
+	}
+	res.Statements = p.statements(name)
+	if opt.DryRun {
+		return tx.Rollback()
+	}
+	return tx.Commit()
+}
+
+// prologue prepares a migration transaction of one schema: the owner role,
+// the schema's advisory lock and a transaction-local lock_timeout. With
+// boundLockWait the lock_timeout is set first, so that it also bounds the
+// wait for the advisory lock (the fleet runner retries later rather than
+// wait for another run); Apply waits for it.
+func prologue(ctx context.Context, tx *sql.Tx, name string, roles Roles, lockTimeout time.Duration, boundLockWait bool) error {
+	if err := actAsOwner(ctx, tx, roles); err != nil {
+		return err
+	}
+	steps := []struct {
+		stmt string
+		arg  string
+	}{
+		{"SELECT pg_advisory_xact_lock(hashtext('tenantry:' || $1))", name},
+		{"SELECT set_config('lock_timeout', $1, true)", lockTimeoutSetting(lockTimeout)},
+	}
+	if boundLockWait {
+		steps[0], steps[1] = steps[1], steps[0]
+	}
+	for _, s := range steps {
+		if _, err := tx.ExecContext(ctx, s.stmt, s.arg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func lockTimeoutSetting(d time.Duration) string { return fmt.Sprintf("%dms", max(d.Milliseconds(), 1)) }
+
+// schemaToken stands for the schema's quoted name in statements planned for
+// a group of schemas; render replaces it. It is printable, so Atlas quotes
+// it as it is.
+const schemaToken = "⟨schema⟩"
+
+// quotedToken is schemaToken as an identifier in a statement.
+const quotedToken = `"` + schemaToken + `"`
+
+// render replaces the schema token in a planned statement by the schema.
+func render(stmt, schema string) string { return strings.ReplaceAll(stmt, quotedToken, ident(schema)) }
+
+type reconcileOptions struct {
+	allowDestructive bool
+	// schemaRef is how the returned guard statements name the schema:
+	// ident(name), or quotedToken when planning for a group.
+	schemaRef string
+	// concurrent plans new indexes on existing tables as CREATE INDEX
+	// CONCURRENTLY IF NOT EXISTS, qualified with quotedToken, to run
+	// outside the transaction. They are created in the transaction as plain
+	// indexes meanwhile, so that the rest of the plan and the resulting
+	// catalog state are what they will be.
+	concurrent bool
+}
+
+// schemaPlan is what reconcile ran, in order.
+type schemaPlan struct {
+	created     bool            // CREATE SCHEMA ran
+	create      string          // the CREATE SCHEMA statement (rendered)
+	atlas       []atlasStmt     // Atlas's plan (unqualified)
+	concurrent  []concurrentIdx // indexes to build outside the transaction
+	guards      []string        // guard DDL; the schema named as schemaRef
+	destructive []string        // destructive changes (refused unless allowed)
+}
+
+type atlasStmt struct {
+	cmd  string
+	args []any
+}
+
+// concurrentIdx is an index built with CREATE INDEX CONCURRENTLY.
+type concurrentIdx struct {
+	name, table string
+	create      string // CREATE INDEX CONCURRENTLY IF NOT EXISTS ..., qualified with quotedToken
+}
+
+// empty reports whether the plan changes nothing.
+func (p *schemaPlan) empty() bool {
+	return !p.created && len(p.atlas) == 0 && len(p.concurrent) == 0 && len(p.guards) == 0
+}
+
+// statements returns the plan's statements for the schema name, in the
+// order they ran.
+func (p *schemaPlan) statements(name string) []string {
+	var out []string
+	if p.created {
+		out = append(out, p.create)
+	}
+	for _, s := range p.atlas {
+		out = append(out, s.cmd)
+	}
+	for _, c := range p.concurrent {
+		out = append(out, render(c.create, name))
+	}
+	for _, g := range p.guards {
+		out = append(out, render(g, name))
+	}
+	return out
+}
+
+// reconcile brings the schema to the desired state inside tx, which
+// prologue prepared: it creates the schema if needed, sets a
+// transaction-local search_path of exactly that schema, runs Atlas's plan,
+// then the guard DDL. It returns what it ran.
+func (d *Desired) reconcile(ctx context.Context, tx *sql.Tx, name string, roles Roles, o reconcileOptions) (*schemaPlan, error) {
+	p := &schemaPlan{}
 	exec := func(stmt string, args ...any) error {
 		if _, err := tx.ExecContext(ctx, stmt, args...); err != nil {
 			return fmt.Errorf("%s: %w", stmt, err)
 		}
 		return nil
 	}
-	// run executes a statement that changes the schema and records it.
-	run := func(stmt string, args ...any) error {
-		if err := exec(stmt, args...); err != nil {
-			return err
-		}
-		res.Statements = append(res.Statements, stmt)
-		return nil
-	}
-
-	var user string
-	if err := tx.QueryRowContext(ctx, "SELECT current_user").Scan(&user); err != nil {
-		return err
-	}
-	if user != roles.Owner {
-		if err := exec("SET LOCAL ROLE " + ident(roles.Owner)); err != nil {
-			return err
-		}
-	}
-	if err := exec("SELECT pg_advisory_xact_lock(hashtext('tenantry:' || $1))", name); err != nil {
-		return err
-	}
-	if err := exec("SELECT set_config('lock_timeout', $1, true)", fmt.Sprintf("%dms", opt.LockTimeout.Milliseconds())); err != nil {
-		return err
-	}
 	var exists bool
 	if err := tx.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", name).Scan(&exists); err != nil {
-		return err
+		return nil, err
 	}
 	if !exists {
-		if err := run("CREATE SCHEMA IF NOT EXISTS " + ident(name) + " AUTHORIZATION " + ident(roles.Owner)); err != nil {
-			return err
+		p.create = "CREATE SCHEMA IF NOT EXISTS " + ident(name) + " AUTHORIZATION " + ident(roles.Owner)
+		if err := exec(p.create); err != nil {
+			return nil, err
 		}
+		p.created = true
 	}
 	policy, err := d.policyText(ctx, tx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := exec("SELECT set_config('search_path', $1, true)", ident(name)); err != nil {
-		return err
+		return nil, err
 	}
 
 	// Tables, columns, indexes and foreign keys: Atlas.
 	drv, err := postgres.Open(tx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	current, err := drv.InspectSchema(ctx, name, nil)
 	if err != nil {
-		return fmt.Errorf("inspect: %w", err)
+		return nil, fmt.Errorf("inspect: %w", err)
 	}
 	desired, err := d.State(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	changes, err := drv.SchemaDiff(current, desired)
 	if err != nil {
-		return fmt.Errorf("diff: %w", err)
+		return nil, fmt.Errorf("diff: %w", err)
 	}
-	if drops := destructive(changes); len(drops) > 0 && !opt.AllowDestructive {
-		return &DestructiveError{Schema: name, Changes: drops}
+	if p.destructive, err = destructive(ctx, changes); err != nil {
+		return nil, err
+	}
+	if len(p.destructive) > 0 && !o.allowDestructive {
+		return nil, &DestructiveError{Schema: name, Changes: p.destructive}
+	}
+	var concurrent []*atlas.AddIndex
+	if o.concurrent {
+		changes, concurrent = splitConcurrent(changes)
 	}
 	if len(changes) > 0 {
 		plan, err := drv.PlanChanges(ctx, "", changes, unqualified)
 		if err != nil {
-			return fmt.Errorf("plan: %w", err)
+			return nil, fmt.Errorf("plan: %w", err)
 		}
 		for _, c := range plan.Changes {
-			if err := run(c.Cmd, c.Args...); err != nil {
-				return err
+			if err := exec(c.Cmd, c.Args...); err != nil {
+				return nil, err
 			}
+			p.atlas = append(p.atlas, atlasStmt{cmd: c.Cmd, args: c.Args})
 		}
+	}
+	for _, add := range concurrent {
+		idx, err := d.planConcurrent(ctx, drv, add)
+		if err != nil {
+			return nil, err
+		}
+		// The same index, built plainly inside the transaction for now.
+		if err := exec(strings.Replace(strings.Replace(idx.create, " CONCURRENTLY IF NOT EXISTS", "", 1), quotedToken+".", "", -1)); err != nil {
+			return nil, err
+		}
+		p.concurrent = append(p.concurrent, idx)
 	}
 
 	// What Atlas does not manage: row-level security, policies, grants.
-	guards, err := d.guardStatements(ctx, tx, name, roles, policy)
+	guards, err := d.guardStatements(ctx, tx, name, roles, policy, o.schemaRef)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, stmt := range guards {
-		if err := run(stmt); err != nil {
-			return err
+		if err := exec(render(stmt, name)); err != nil {
+			return nil, err
 		}
 	}
-	if opt.DryRun {
-		return tx.Rollback()
+	p.guards = guards
+	return p, nil
+}
+
+// splitConcurrent takes the new indexes of existing tables out of the
+// changes, except those a new foreign key of the same plan may need.
+func splitConcurrent(changes []atlas.Change) ([]atlas.Change, []*atlas.AddIndex) {
+	refd := make(map[string]bool) // tables referenced by new foreign keys
+	for _, c := range changes {
+		switch c := c.(type) {
+		case *atlas.AddTable:
+			for _, fk := range c.T.ForeignKeys {
+				refd[fk.RefTable.Name] = true
+			}
+		case *atlas.ModifyTable:
+			for _, mc := range c.Changes {
+				if fk, ok := mc.(*atlas.AddForeignKey); ok {
+					refd[fk.F.RefTable.Name] = true
+				}
+			}
+		}
 	}
-	return tx.Commit()
+	var out []atlas.Change
+	var adds []*atlas.AddIndex
+	for _, c := range changes {
+		m, ok := c.(*atlas.ModifyTable)
+		if !ok || refd[m.T.Name] {
+			out = append(out, c)
+			continue
+		}
+		var rest []atlas.Change
+		for _, mc := range m.Changes {
+			if add, ok := mc.(*atlas.AddIndex); ok {
+				if add.I.Table == nil {
+					add.I.Table = m.T
+				}
+				adds = append(adds, add)
+				continue
+			}
+			rest = append(rest, mc)
+		}
+		if len(rest) > 0 {
+			m.Changes = rest
+			out = append(out, m)
+		}
+	}
+	return out, adds
+}
+
+// planConcurrent plans CREATE INDEX CONCURRENTLY IF NOT EXISTS for add,
+// qualified with the schema token.
+func (d *Desired) planConcurrent(ctx context.Context, drv migrate.Driver, add *atlas.AddIndex) (concurrentIdx, error) {
+	add.Extra = append(add.Extra, &postgres.Concurrently{})
+	t := add.I.Table
+	plan, err := drv.PlanChanges(ctx, "", []atlas.Change{&atlas.ModifyTable{T: t, Changes: []atlas.Change{add}}}, func(o *migrate.PlanOptions) {
+		q := schemaToken
+		o.SchemaQualifier = &q
+	})
+	if err != nil {
+		return concurrentIdx{}, fmt.Errorf("plan concurrent index %q: %w", add.I.Name, err)
+	}
+	if len(plan.Changes) != 1 || !strings.Contains(plan.Changes[0].Cmd, "INDEX CONCURRENTLY ") {
+		return concurrentIdx{}, fmt.Errorf("plan concurrent index %q: unexpected plan %v", add.I.Name, plan.Changes)
+	}
+	cmd := strings.Replace(plan.Changes[0].Cmd, "INDEX CONCURRENTLY ", "INDEX CONCURRENTLY IF NOT EXISTS ", 1)
+	return concurrentIdx{name: add.I.Name, table: t.Name, create: cmd}, nil
 }
 
 // unqualified plans statements without schema qualifiers; they run under
@@ -215,24 +396,43 @@ func unqualified(o *migrate.PlanOptions) {
 	o.SchemaQualifier = &q
 }
 
-// destructive describes the changes that drop data.
-func destructive(changes []atlas.Change) []string {
+// destructive describes the changes that drop data, as Atlas's destructive
+// analyzer (sqlcheck/destructive) finds them: dropped schemas, tables and
+// non-virtual columns.
+func destructive(ctx context.Context, changes []atlas.Change) ([]string, error) {
+	az, err := destructiveAnalyzer.New(nil)
+	if err != nil {
+		return nil, err
+	}
+	file := &sqlcheck.File{}
+	for i, c := range changes {
+		file.Changes = append(file.Changes, &sqlcheck.Change{Changes: atlas.Changes{c}, Stmt: &migrate.Stmt{Pos: i}})
+	}
+	var diags []sqlcheck.Diagnostic
+	pass := &sqlcheck.Pass{File: file, Reporter: sqlcheck.ReportWriterFunc(func(r sqlcheck.Report) {
+		diags = append(diags, r.Diagnostics...)
+	})}
+	_ = az.Analyze(ctx, pass) // the error only repeats that diagnostics were found
 	var drops []string
-	for _, c := range changes {
-		switch c := c.(type) {
+	for _, dg := range diags {
+		what := dg.Text
+		switch c := changes[dg.Pos].(type) {
 		case *atlas.DropSchema:
-			drops = append(drops, fmt.Sprintf("drop schema %q", c.S.Name))
+			what = fmt.Sprintf("drop schema %q", c.S.Name)
 		case *atlas.DropTable:
-			drops = append(drops, fmt.Sprintf("drop table %q", c.T.Name))
+			what = fmt.Sprintf("drop table %q", c.T.Name)
 		case *atlas.ModifyTable:
+			var cols []string
 			for _, mc := range c.Changes {
 				if dc, ok := mc.(*atlas.DropColumn); ok {
-					drops = append(drops, fmt.Sprintf("drop column %q of table %q", dc.C.Name, c.T.Name))
+					cols = append(cols, strconv.Quote(dc.C.Name))
 				}
 			}
+			what = fmt.Sprintf("drop column %s of table %q", strings.Join(cols, ", "), c.T.Name)
 		}
+		drops = append(drops, what+" ("+dg.Code+")")
 	}
-	return drops
+	return drops, nil
 }
 
 // DropSchema drops the schema and everything in it (CASCADE), for tests and

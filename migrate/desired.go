@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"crypto/md5"
+	"crypto/sha256"
 	stdsql "database/sql"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"ariga.io/atlas/sql/postgres"
 	atlas "ariga.io/atlas/sql/schema"
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
@@ -44,6 +46,7 @@ type Desired struct {
 	fks     []guardFK          // composite tenant foreign keys
 
 	policies sync.Map // server_version_num → policyText
+	version  string
 }
 
 // guardIndex is a unique index on (tenant_id, refcols...) that a composite
@@ -132,10 +135,39 @@ func NewDesired(tables []*entschema.Table) (*Desired, error) {
 	}
 	// The first build initializes the converter (not safe to race) and
 	// validates everything Apply will build again.
-	if _, err := d.State("desired"); err != nil {
+	s, err := d.State("desired")
+	if err != nil {
 		return nil, err
 	}
+	if d.version, err = d.computeVersion(s); err != nil {
+		return nil, fmt.Errorf("migrate: version: %w", err)
+	}
 	return d, nil
+}
+
+// Version identifies the desired state: "v" and 12 hex digits of a SHA-256
+// over the Atlas HCL of its tables and the guard state (tenant-scoped
+// tables, guard keys, policy, privileges). Equal graphs have equal
+// versions, on every machine; the ledger records it for every schema
+// migrated to it.
+func (d *Desired) Version() string { return d.version }
+
+func (d *Desired) computeVersion(s *atlas.Schema) (string, error) {
+	h := sha256.New()
+	hcl, err := postgres.MarshalHCL(s)
+	if err != nil {
+		return "", err
+	}
+	h.Write(hcl)
+	fmt.Fprintf(h, "\ntenant tables %q\npolicy %s %q\n", d.TenantTables(), PolicyName, PolicyExpr)
+	for _, g := range d.indexes {
+		fmt.Fprintf(h, "guard index %q %q %q\n", g.table, g.name, g.columns)
+	}
+	for _, g := range d.fks {
+		fmt.Fprintf(h, "guard fk %q %q %q %q %q %s %s %v\n", g.table, g.symbol, g.columns, g.ref, g.refColumns, g.onDelete, g.onUpdate, g.deferred)
+	}
+	fmt.Fprintf(h, "privileges %q %q %q\n", schemaPrivileges, tablePrivileges, sequencePrivileges)
+	return fmt.Sprintf("v%x", h.Sum(nil)[:6]), nil
 }
 
 // Tables returns the names of all tables of the desired state, sorted.

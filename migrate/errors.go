@@ -26,13 +26,21 @@ var (
 	ErrNoTables = errors.New("migrate: no tables")
 )
 
-// DestructiveError lists the destructive changes Apply refused to make.
+// DestructiveError lists the destructive changes Apply (or a fleet run)
+// refused to make, as Atlas's destructive analyzer reports them.
 type DestructiveError struct {
-	Schema  string
-	Changes []string // e.g. `drop column "note" of table "orders"`
+	Schema string
+	// Schemas is, for a fleet run, the number of schemas whose plan has
+	// destructive changes; Schema is one of them. Zero for Apply.
+	Schemas int
+	Changes []string // e.g. `drop column "note" of table "orders" (DS103)`
 }
 
 func (e *DestructiveError) Error() string {
+	if e.Schemas > 0 {
+		return fmt.Sprintf("%v in %d schema(s), e.g. %q (allow destructive changes to apply): %s",
+			ErrDestructive, e.Schemas, e.Schema, strings.Join(e.Changes, "; "))
+	}
 	return fmt.Sprintf("%v in schema %q (set Options.AllowDestructive to apply): %s",
 		ErrDestructive, e.Schema, strings.Join(e.Changes, "; "))
 }

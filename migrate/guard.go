@@ -76,8 +76,8 @@ type policy struct {
 
 // guardStatements returns the statements that bring row-level security,
 // policies and grants of the schema to the desired state; none when they are
-// already there.
-func (d *Desired) guardStatements(ctx context.Context, tx *sql.Tx, schema string, roles Roles, want policyText) ([]string, error) {
+// already there. Statements on the schema itself name it as schemaRef.
+func (d *Desired) guardStatements(ctx context.Context, tx *sql.Tx, schema string, roles Roles, want policyText, schemaRef string) ([]string, error) {
 	rels := make(map[string]*relation)
 	rows, err := tx.QueryContext(ctx, `
 		SELECT c.relname, c.relkind::text, c.relrowsecurity, c.relforcerowsecurity
@@ -244,7 +244,7 @@ func (d *Desired) guardStatements(ctx context.Context, tx *sql.Tx, schema string
 			}
 		}
 	}
-	grants("SCHEMA", ident(schema), rels[schemaEntry].privileges, schemaPrivileges)
+	grants("SCHEMA", schemaRef, rels[schemaEntry].privileges, schemaPrivileges)
 	for _, name := range d.names {
 		grants("TABLE", ident(name), rels[name].privileges, tablePrivileges)
 	}

@@ -297,7 +297,7 @@ func TestApplyDestructive(t *testing.T) {
 	require.ErrorIs(t, err, migrate.ErrDestructive)
 	var de *migrate.DestructiveError
 	require.ErrorAs(t, err, &de)
-	assert.Equal(t, []string{`drop column "note" of table "orders"`}, de.Changes)
+	assert.Equal(t, []string{`drop column "note" of table "orders" (DS103)`}, de.Changes)
 	assert.Equal(t, []string{"note"}, columns(), "nothing changed")
 
 	res := e.apply(t, d, e.owner, "tenant_x", migrate.Options{AllowDestructive: true})
