@@ -487,6 +487,7 @@ func TestRegistryDown(t *testing.T) {
 	require.NoError(t, use(t0.ID))
 	require.NoError(t, use(t1.ID))
 
+	fullReloads := r.Stats().FullReloads
 	require.NoError(t, reg.Kill())
 	eventually(t, "the router to notice", func() bool { return !r.Stats().Listening })
 	for range 20 {
@@ -501,7 +502,10 @@ func TestRegistryDown(t *testing.T) {
 	require.NotContains(t, err.Error(), secret)
 
 	require.NoError(t, reg.Restart(context.Background()))
-	eventually(t, "the router to listen again", func() bool { return r.Stats().Listening })
+	eventually(t, "the router to listen again and reload", func() bool {
+		st := r.Stats()
+		return st.Listening && st.FullReloads > fullReloads
+	})
 	require.NoError(t, use(t0.ID))
 	reconnects := r.Stats().Reconnects
 	require.GreaterOrEqual(t, reconnects, int64(1))
