@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -326,19 +327,29 @@ func (d *Desired) reconcile(ctx context.Context, tx *sql.Tx, name string, roles 
 }
 
 // splitConcurrent takes the new indexes of existing tables out of the
-// changes, except those a new foreign key of the same plan may need.
+// changes, except unique indexes that a new foreign key of the same plan
+// may need (they must exist before the key is added in the transaction).
 func splitConcurrent(changes []atlas.Change) ([]atlas.Change, []*atlas.AddIndex) {
-	refd := make(map[string]bool) // tables referenced by new foreign keys
+	needed := make(map[string]bool) // "table\x00col,col" referenced by new foreign keys
+	key := func(t string, cols []*atlas.Column) string {
+		names := make([]string, len(cols))
+		for i, c := range cols {
+			names[i] = c.Name
+		}
+		slices.Sort(names)
+		return t + "\x00" + strings.Join(names, ",")
+	}
+	addFK := func(fk *atlas.ForeignKey) { needed[key(fk.RefTable.Name, fk.RefColumns)] = true }
 	for _, c := range changes {
 		switch c := c.(type) {
 		case *atlas.AddTable:
 			for _, fk := range c.T.ForeignKeys {
-				refd[fk.RefTable.Name] = true
+				addFK(fk)
 			}
 		case *atlas.ModifyTable:
 			for _, mc := range c.Changes {
 				if fk, ok := mc.(*atlas.AddForeignKey); ok {
-					refd[fk.F.RefTable.Name] = true
+					addFK(fk.F)
 				}
 			}
 		}
@@ -347,20 +358,21 @@ func splitConcurrent(changes []atlas.Change) ([]atlas.Change, []*atlas.AddIndex)
 	var adds []*atlas.AddIndex
 	for _, c := range changes {
 		m, ok := c.(*atlas.ModifyTable)
-		if !ok || refd[m.T.Name] {
+		if !ok {
 			out = append(out, c)
 			continue
 		}
 		var rest []atlas.Change
 		for _, mc := range m.Changes {
-			if add, ok := mc.(*atlas.AddIndex); ok {
-				if add.I.Table == nil {
-					add.I.Table = m.T
-				}
-				adds = append(adds, add)
+			add, ok := mc.(*atlas.AddIndex)
+			if !ok || (add.I.Unique && needed[key(m.T.Name, indexColumns(add.I))]) {
+				rest = append(rest, mc)
 				continue
 			}
-			rest = append(rest, mc)
+			if add.I.Table == nil {
+				add.I.Table = m.T
+			}
+			adds = append(adds, add)
 		}
 		if len(rest) > 0 {
 			m.Changes = rest
@@ -368,6 +380,16 @@ func splitConcurrent(changes []atlas.Change) ([]atlas.Change, []*atlas.AddIndex)
 		}
 	}
 	return out, adds
+}
+
+func indexColumns(idx *atlas.Index) []*atlas.Column {
+	var cols []*atlas.Column
+	for _, p := range idx.Parts {
+		if p.C != nil {
+			cols = append(cols, p.C)
+		}
+	}
+	return cols
 }
 
 // planConcurrent plans CREATE INDEX CONCURRENTLY IF NOT EXISTS for add,

@@ -11,8 +11,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	atlasmigrate "ariga.io/atlas/sql/migrate"
 	entschema "entgo.io/ent/dialect/sql/schema"
 	"entgo.io/ent/schema/field"
 	"github.com/stretchr/testify/assert"
@@ -266,4 +269,516 @@ func (h verboseHandler) Enabled(ctx context.Context, l slog.Level) bool {
 
 func (h verboseHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return verboseHandler{h.Handler.WithAttrs(as)}
+}
+
+// provision creates the targets at d's version and fails the test unless
+// every one is applied.
+func (e *fleetEnv) provision(t *testing.T, d *migrate.Desired, targets migrate.TargetList) {
+	t.Helper()
+	rep := run(t, e.fleet(d, targets), migrate.RunOptions{Concurrency: 4})
+	require.NoError(t, rep.Err())
+	require.Equal(t, len(targets), rep.Total.Applied)
+}
+
+// appliedRows counts, per schema, the applied ledger rows of a version.
+func appliedRows(t *testing.T, db *sql.DB, version string) map[string]int {
+	t.Helper()
+	entries, err := migrate.Ledger(t.Context(), db)
+	require.NoError(t, err)
+	out := make(map[string]int)
+	for _, le := range entries {
+		if le.Status == "applied" && le.Version == version {
+			out[le.Schema]++
+		}
+	}
+	return out
+}
+
+// TestFleetKill kills a shard's postmaster in the middle of a run: the run
+// reports the failed tenants; after a restart, a rerun brings every schema
+// to the version, and nothing is applied twice.
+func TestFleetKill(t *testing.T) {
+	var clusters []*pgtest.Cluster
+	for i := range 2 {
+		c, err := pgtest.Start(t.Context(), pgtest.Options{Name: fmt.Sprintf("kill%d", i)})
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		clusters = append(clusters, c)
+	}
+	e := newFleetEnv(t, clusters)
+	const n = 120
+	targets := e.targets(n)
+	v1, v2 := newDesired(t, appmigrate.Tables), newDesired(t, v2Tables())
+	e.provision(t, v1, targets)
+
+	f := e.fleet(v2, migrate.Discover{})
+	var killed sync.Once
+	var killedAt int
+	f.OnProgress = func(p migrate.Progress) {
+		if p.Target.Shard == "shard1" && p.Shard.Applied == 20 {
+			killed.Do(func() {
+				killedAt = p.Shard.Applied
+				require.NoError(t, clusters[1].Kill())
+			})
+		}
+	}
+	rep, err := f.Run(t.Context(), migrate.RunOptions{Concurrency: 2, FailureBudget: -1})
+	require.NoError(t, err)
+	require.Equal(t, 20, killedAt, "killed mid-run")
+	var table strings.Builder
+	require.NoError(t, rep.WriteTable(&table))
+	t.Log("\n" + table.String())
+	require.ErrorIs(t, rep.Err(), migrate.ErrFailed)
+	assert.Equal(t, n+1, rep.Shards[0].Applied, "shard0 unaffected")
+	assert.Positive(t, rep.Shards[1].Failed)
+	assert.Equal(t, n, rep.Shards[1].Applied+rep.Shards[1].Failed)
+	assert.Len(t, rep.Failed, rep.Shards[1].Failed, "every failed tenant is reported")
+	for _, fl := range rep.Failed {
+		assert.Equal(t, "shard1", fl.Shard)
+		assert.NotEmpty(t, fl.Tenant)
+		assert.Contains(t, fl.Error, "shard unavailable")
+	}
+
+	require.NoError(t, clusters[1].Restart(t.Context()))
+	firstRun := appliedRows(t, e.shards[1].DB, v2.Version())
+	rep2, err := f.Run(t.Context(), migrate.RunOptions{Concurrency: 2})
+	require.NoError(t, err)
+	require.NoError(t, rep2.Err())
+	assert.Equal(t, n+1, rep2.Shards[0].UpToDate)
+	assert.Equal(t, n, rep2.Shards[1].Applied+rep2.Shards[1].UpToDate)
+	assert.Equal(t, len(firstRun), rep2.Shards[1].UpToDate, "what committed before the kill is up to date")
+
+	// The ledger and the DDL agree: one applied row per schema, written by
+	// the transaction that added the column; each schema applied by
+	// exactly one of the two runs.
+	rows := appliedRows(t, e.shards[1].DB, v2.Version())
+	require.Len(t, rows, n)
+	for schema, count := range rows {
+		assert.Equal(t, 1, count, schema)
+	}
+	entries, err := migrate.Ledger(t.Context(), e.shards[1].DB)
+	require.NoError(t, err)
+	for _, le := range entries {
+		if le.Status == "applied" && le.Version == v2.Version() {
+			xmin := e.strings(t, 1, `SELECT xmin::text FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'priority'`, le.Schema+".orders")
+			assert.Equal(t, []string{le.TxID}, xmin, le.Schema)
+		}
+	}
+	st, err := f.Status(t.Context(), migrate.RunOptions{})
+	require.NoError(t, err)
+	for _, s := range st.Shards {
+		assert.Equal(t, s.Targets, s.Current, s.Shard)
+	}
+	_, err = v2.Apply(t.Context(), e.shards[1].DB, "fresh", e.roles)
+	require.NoError(t, err)
+	want := e.dump(t, 1, "fresh")
+	for _, schema := range []string{tenantSchemas(1, n)[0], tenantSchemas(1, n)[n/2], tenantSchemas(1, n)[n-1]} {
+		assert.Equal(t, want, e.dump(t, 1, schema), schema)
+	}
+}
+
+// withUniqueName is the example graph plus a unique index on customers
+// (tenant_id, name), which tenants with duplicate names violate.
+func withUniqueName() []*entschema.Table {
+	var out []*entschema.Table
+	for _, t := range appmigrate.Tables {
+		c := *t
+		if t.Name == appmigrate.CustomersTable.Name {
+			c.Indexes = append(slices.Clone(t.Indexes), &entschema.Index{
+				Name: "customer_tenant_id_name", Unique: true, Columns: []*entschema.Column{t.Columns[1], t.Columns[2]},
+			})
+		}
+		out = append(out, &c)
+	}
+	return out
+}
+
+// addCustomers inserts customers into a schema (as the superuser, which
+// bypasses row-level security).
+func (e *fleetEnv) addCustomers(t *testing.T, shard int, schema string, names ...string) {
+	t.Helper()
+	for i, n := range names {
+		e.exec(t, shard, fmt.Sprintf(`INSERT INTO %s.customers (id, tenant_id, name, email, created_at)
+			VALUES (gen_random_uuid(), '%s', '%s', '%s%d@example.com', now())`, schema, tenantA, n, n, i))
+	}
+}
+
+// TestFleetDataFailure: a change that some tenants' data violates leaves
+// them on the old version, with the error in the ledger and in status, and
+// migrates every other tenant.
+func TestFleetDataFailure(t *testing.T) {
+	e := newFleetEnv(t, pgtest.Shards(t, 2))
+	targets := e.targets(5)
+	v1, v3 := newDesired(t, appmigrate.Tables), newDesired(t, withUniqueName())
+	e.provision(t, v1, targets)
+	bad0, bad1 := tenantSchemas(0, 5)[0], tenantSchemas(1, 5)[3] // bad0 is the first member: planning moves on
+	e.addCustomers(t, 0, bad0, "ann", "ann")
+	e.addCustomers(t, 1, bad1, "bob", "bob", "cy")
+	e.addCustomers(t, 1, tenantSchemas(1, 5)[1], "dee", "eve")
+
+	f := e.fleet(v3, migrate.Discover{})
+	rep := run(t, f, migrate.RunOptions{FailureBudget: -1})
+	require.ErrorIs(t, rep.Err(), migrate.ErrFailed)
+	assert.Equal(t, len(targets)-2, rep.Total.Applied)
+	require.Len(t, rep.Failed, 2)
+	for _, fl := range rep.Failed {
+		assert.Contains(t, []string{bad0, bad1}, fl.Schema)
+		assert.Contains(t, fl.Error, "could not create unique index")
+		assert.True(t, fl.Recorded)
+	}
+	for i, bad := range []string{bad0, bad1} {
+		entries, err := migrate.Ledger(t.Context(), e.shards[i].DB, bad)
+		require.NoError(t, err)
+		last := entries[len(entries)-1]
+		assert.Equal(t, "failed", last.Status)
+		assert.Equal(t, v3.Version(), last.Version)
+		assert.Equal(t, v1.Version(), last.FromVersion)
+		assert.Contains(t, last.Error, "23505")
+	}
+
+	st, err := f.Status(t.Context(), migrate.RunOptions{})
+	require.NoError(t, err)
+	require.Len(t, st.Failing, 2)
+	for _, fs := range st.Failing {
+		assert.Equal(t, v1.Version(), fs.Version, "still on the old version")
+		assert.Equal(t, v3.Version(), fs.Attempted)
+		assert.Contains(t, fs.Error, "could not create unique index")
+	}
+	for _, s := range st.Shards {
+		assert.Equal(t, s.Targets-1, s.Current, s.Shard)
+		assert.Contains(t, s.Versions, migrate.VersionCount{Version: v1.Version(), Schemas: 1})
+	}
+	var out strings.Builder
+	require.NoError(t, st.WriteText(&out))
+	assert.Contains(t, out.String(), bad0)
+	assert.Contains(t, out.String(), "could not create unique index")
+
+	// Fix the data: the rerun migrates exactly the two.
+	e.exec(t, 0, `DELETE FROM `+bad0+`.customers`)
+	e.exec(t, 1, `DELETE FROM `+bad1+`.customers`)
+	rep = run(t, f, migrate.RunOptions{})
+	require.NoError(t, rep.Err())
+	assert.Equal(t, 2, rep.Total.Applied)
+}
+
+// TestFleetLockTimeout: a tenant holding a long transaction on a table the
+// change alters does not make queries wait longer than lock_timeout; its
+// migration is retried and finishes when the transaction ends.
+func TestFleetLockTimeout(t *testing.T) {
+	e := newFleetEnv(t, pgtest.Shards(t, 2))
+	targets := e.targets(4)
+	v1, v2 := newDesired(t, appmigrate.Tables), newDesired(t, v2Tables())
+	e.provision(t, v1, targets)
+	busy, other := tenantSchemas(0, 4)[2], tenantSchemas(0, 4)[3]
+
+	// The long transaction: a read of orders, left open.
+	long, err := e.supers[0].BeginTx(t.Context(), nil)
+	require.NoError(t, err)
+	defer long.Rollback()
+	_, err = long.ExecContext(t.Context(), `SELECT count(*) FROM `+busy+`.orders`)
+	require.NoError(t, err)
+
+	const lockTimeout = 300 * time.Millisecond
+	const hold = 3 * time.Second
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	worst := map[string]time.Duration{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, schema := range []string{busy, other} {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				start := time.Now()
+				_, err := e.supers[0].ExecContext(ctx, `SELECT count(*) FROM `+schema+`.orders`)
+				if ctx.Err() != nil {
+					return
+				}
+				assert.NoError(t, err)
+				mu.Lock()
+				worst[schema] = max(worst[schema], time.Since(start))
+				mu.Unlock()
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+	released := make(chan struct{})
+	go func() {
+		time.Sleep(hold)
+		long.Rollback()
+		close(released)
+	}()
+	start := time.Now()
+	rep := run(t, e.fleet(v2, migrate.Discover{}), migrate.RunOptions{
+		LockTimeout: lockTimeout, Retries: 20, RetryBackoff: 100 * time.Millisecond, FailureBudget: -1,
+	})
+	elapsed := time.Since(start)
+	<-released
+	cancel()
+	wg.Wait()
+	require.NoError(t, rep.Err())
+	assert.Equal(t, len(targets), rep.Total.Applied)
+	assert.Positive(t, rep.Total.Retries, "the busy tenant was retried")
+	assert.Greater(t, elapsed, hold/2, "it finished after the long transaction ended")
+	t.Logf("run %v, retries %d, worst query wait: busy tenant %v, other tenant %v", elapsed, rep.Total.Retries, worst[busy], worst[other])
+	// Queries of the busy tenant wait at most lock_timeout behind a queued
+	// ALTER TABLE, never the long transaction's 3 s (slack for a loaded machine).
+	assert.Less(t, worst[busy], lockTimeout+700*time.Millisecond)
+	assert.Less(t, worst[other], 700*time.Millisecond)
+	entries, err := migrate.Ledger(t.Context(), e.shards[0].DB, busy)
+	require.NoError(t, err)
+	assert.Greater(t, entries[len(entries)-1].Attempts, 1)
+}
+
+// TestFleetDestructive: dropping a column is refused with a message naming
+// it, and applied when allowed.
+func TestFleetDestructive(t *testing.T) {
+	e := newFleetEnv(t, pgtest.Shards(t, 2))
+	targets := e.targets(3)
+	e.provision(t, newDesired(t, appmigrate.Tables), targets)
+	var tables []*entschema.Table
+	for _, tbl := range appmigrate.Tables {
+		c := *tbl
+		if tbl.Name == appmigrate.OrdersTable.Name {
+			c.Columns = slices.DeleteFunc(slices.Clone(c.Columns), func(c *entschema.Column) bool { return c.Name == "note" })
+		}
+		tables = append(tables, &c)
+	}
+	f := e.fleet(newDesired(t, tables), migrate.Discover{})
+	notes := func() int {
+		n := 0
+		for i := range e.shards {
+			n += len(e.strings(t, i, `SELECT table_schema::text FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'note'`))
+		}
+		return n
+	}
+
+	p, err := f.Plan(t.Context(), migrate.RunOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{`drop column "note" of table "orders" (DS103)`}, p.Destructive)
+	var text strings.Builder
+	require.NoError(t, p.WriteText(&text))
+	assert.Contains(t, text.String(), `DESTRUCTIVE: drop column "note" of table "orders"`)
+
+	_, err = f.Run(t.Context(), migrate.RunOptions{})
+	require.ErrorIs(t, err, migrate.ErrDestructive)
+	assert.ErrorContains(t, err, `drop column "note" of table "orders"`)
+	var de *migrate.DestructiveError
+	require.ErrorAs(t, err, &de)
+	assert.Equal(t, len(targets), de.Schemas)
+	assert.Equal(t, len(targets), notes(), "nothing changed")
+
+	rep := run(t, f, migrate.RunOptions{AllowDestructive: true})
+	require.NoError(t, rep.Err())
+	assert.Equal(t, len(targets), rep.Total.Applied)
+	assert.Zero(t, notes())
+}
+
+// TestFleetCanaryBudgetTargeting: a failing canary halts the run before
+// anything else; the failure budget halts it when exceeded; selectors
+// narrow it to shards, schemas and tenants.
+func TestFleetCanaryBudgetTargeting(t *testing.T) {
+	e := newFleetEnv(t, pgtest.Shards(t, 2))
+	targets := e.targets(6)
+	v1, v3 := newDesired(t, appmigrate.Tables), newDesired(t, withUniqueName())
+	e.provision(t, v1, targets)
+	s0 := tenantSchemas(0, 6)
+	e.addCustomers(t, 0, s0[4], "x", "x")
+	e.addCustomers(t, 0, s0[5], "y", "y")
+	f := e.fleet(v3, migrate.Discover{})
+
+	// The canary includes a bad tenant: nothing else runs.
+	rep := run(t, f, migrate.RunOptions{CanarySchemas: []string{s0[1], s0[4]}, FailureBudget: -1})
+	require.ErrorIs(t, rep.Err(), migrate.ErrHalted)
+	assert.Contains(t, rep.Halted, "canary")
+	assert.Equal(t, 1, rep.Total.Applied)
+	assert.Equal(t, 1, rep.Total.Failed)
+	assert.Equal(t, len(targets)-2, rep.Total.Skipped)
+
+	// Selectors: one tenant, then one shard's schemas by pattern.
+	rep = run(t, f, migrate.RunOptions{Select: migrate.Selector{Tenants: []string{migrate.TenantOfSchema(s0[2])}}})
+	require.NoError(t, rep.Err())
+	assert.Equal(t, 1, rep.Total.Targets)
+	assert.Equal(t, 1, rep.Total.Applied)
+	rep = run(t, f, migrate.RunOptions{Select: migrate.Selector{Shards: []string{"shard1"}, Schemas: []string{"tenant_*"}}})
+	require.NoError(t, rep.Err())
+	assert.Equal(t, 6, rep.Total.Applied)
+
+	// Budget 0, one schema at a time: the first failure halts the shard0
+	// run; the budget counts failures across the fleet.
+	rep = run(t, f, migrate.RunOptions{Concurrency: 1})
+	require.ErrorIs(t, rep.Err(), migrate.ErrHalted)
+	assert.Contains(t, rep.Halted, "failure budget exceeded")
+	assert.Equal(t, 1, rep.Total.Failed)
+	assert.Positive(t, rep.Total.Skipped)
+
+	// Continue on error: every bad tenant reported, the rest migrated.
+	rep = run(t, f, migrate.RunOptions{FailureBudget: -1, BatchSize: 2})
+	require.ErrorIs(t, rep.Err(), migrate.ErrFailed)
+	assert.Equal(t, 2, rep.Total.Failed)
+	assert.Equal(t, len(targets)-2, rep.Total.Applied+rep.Total.UpToDate)
+}
+
+// TestFleetConcurrentIndexes builds the new index of an existing table with
+// CREATE INDEX CONCURRENTLY, outside the transaction, and cleans up an
+// invalid index an interrupted build left behind.
+func TestFleetConcurrentIndexes(t *testing.T) {
+	e := newFleetEnv(t, pgtest.Shards(t, 1))
+	e.shards = e.shards[:1]
+	var targets migrate.TargetList
+	for _, s := range tenantSchemas(0, 4) {
+		targets = append(targets, migrate.Target{Shard: "shard0", Schema: s})
+	}
+	v1, v2 := newDesired(t, appmigrate.Tables), newDesired(t, v2Tables())
+	e.provision(t, v1, targets)
+	// An interrupted concurrent build of the same index: left invalid.
+	broken := tenantSchemas(0, 4)[1]
+	e.exec(t, 0, `ALTER TABLE `+broken+`.orders ADD COLUMN priority bigint NOT NULL DEFAULT 0`)
+	e.exec(t, 0, fmt.Sprintf(`INSERT INTO %s.orders (id, tenant_id, number, created_at) VALUES
+		(gen_random_uuid(), '%s', 'A-1', now()), (gen_random_uuid(), '%s', 'A-2', now())`, broken, tenantA, tenantA))
+	_, err := e.supers[0].ExecContext(t.Context(), `CREATE UNIQUE INDEX CONCURRENTLY order_tenant_id_priority ON `+broken+`.orders (tenant_id, priority)`)
+	require.Error(t, err)
+	assert.Equal(t, []string{"false"}, e.strings(t, 0, `SELECT indisvalid::text FROM pg_index WHERE indexrelid = $1::regclass`, broken+".order_tenant_id_priority"))
+
+	f := e.fleet(v2, migrate.Discover{})
+	p, err := f.Plan(t.Context(), migrate.RunOptions{ConcurrentIndexes: true})
+	require.NoError(t, err)
+	require.Len(t, p.Groups, 2)
+	assert.Equal(t, []string{`CREATE INDEX CONCURRENTLY IF NOT EXISTS "order_tenant_id_priority" ON "` + p.Groups[0].Representative.Schema + `"."orders" ("tenant_id", "priority")`}, p.Groups[0].Concurrent)
+	rep, err := f.Apply(t.Context(), p)
+	require.NoError(t, err)
+	require.NoError(t, rep.Err())
+	assert.Equal(t, 4, rep.Total.Applied)
+
+	_, err = v2.Apply(t.Context(), e.shards[0].DB, "fresh", e.roles)
+	require.NoError(t, err)
+	want := e.dump(t, 0, "fresh")
+	for _, tg := range targets {
+		if tg.Schema != broken { // its priority column has another position
+			assert.Equal(t, want, e.dump(t, 0, tg.Schema), tg.Schema)
+		}
+	}
+	assert.Equal(t, []string{"true"}, e.strings(t, 0, `SELECT indisvalid::text FROM pg_index WHERE indexrelid = $1::regclass`, broken+".order_tenant_id_priority"))
+	assert.Equal(t, []string{"f"}, e.strings(t, 0, `SELECT indisunique::text::char FROM pg_index WHERE indexrelid = $1::regclass`, broken+".order_tenant_id_priority"))
+	rep = run(t, f, migrate.RunOptions{ConcurrentIndexes: true})
+	assert.Equal(t, 4, rep.Total.UpToDate)
+}
+
+// TestStatusDrift: status shows how many schemas are at which version,
+// and for a drifted schema what differs; a run repairs what the desired
+// state manages and reports what it does not.
+func TestStatusDrift(t *testing.T) {
+	e := newFleetEnv(t, pgtest.Shards(t, 1))
+	e.shards = e.shards[:1]
+	var targets migrate.TargetList
+	for _, s := range tenantSchemas(0, 4) {
+		targets = append(targets, migrate.Target{Shard: "shard0", Schema: s})
+	}
+	v1 := newDesired(t, appmigrate.Tables)
+	e.provision(t, v1, targets)
+	s := tenantSchemas(0, 4)
+	e.exec(t, 0,
+		`DROP INDEX `+s[1]+`.tag_tenant_id`,
+		`CREATE FUNCTION `+s[2]+`.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$`,
+		`CREATE TRIGGER touch BEFORE UPDATE ON `+s[2]+`.tags FOR EACH ROW EXECUTE FUNCTION `+s[2]+`.touch()`,
+	)
+	f := e.fleet(v1, migrate.Discover{})
+	st, err := f.Status(t.Context(), migrate.RunOptions{})
+	require.NoError(t, err)
+	require.Len(t, st.Shards, 1)
+	assert.Equal(t, 2, st.Shards[0].Current)
+	assert.Equal(t, 2, st.Shards[0].Drifted)
+	require.Len(t, st.Drifted, 2)
+	assert.Equal(t, s[1], st.Drifted[0].Schema)
+	assert.Equal(t, []string{"- index CREATE INDEX tag_tenant_id ON tags USING btree (tenant_id)"}, st.Drifted[0].Differences)
+	assert.Contains(t, st.Drifted[1].Differences, "+ trigger CREATE TRIGGER touch BEFORE UPDATE ON tags FOR EACH ROW EXECUTE FUNCTION touch()")
+	var out strings.Builder
+	require.NoError(t, st.WriteText(&out))
+	t.Log("\n" + out.String())
+
+	rep := run(t, f, migrate.RunOptions{})
+	require.NoError(t, rep.Err())
+	assert.Equal(t, 1, rep.Total.Applied, "the dropped index is recreated")
+	require.Len(t, rep.Drift, 1, "the trigger is not tenantry's to drop")
+	assert.Equal(t, s[2], rep.Drift[0].Schema)
+	st, err = f.Status(t.Context(), migrate.RunOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, 3, st.Shards[0].Current)
+	assert.Equal(t, 1, st.Shards[0].Drifted)
+}
+
+// TestVersioned: diff writes Atlas-format files and atlas.sum from Ent
+// graph changes; apply runs the pending files per schema through the same
+// runner and ledger; a changed file is refused.
+func TestVersioned(t *testing.T) {
+	e := newFleetEnv(t, pgtest.Shards(t, 2))
+	v1, v2 := newDesired(t, appmigrate.Tables), newDesired(t, v2Tables())
+	path := t.TempDir()
+	dir, err := atlasmigrate.NewLocalDir(path)
+	require.NoError(t, err)
+
+	first, err := migrate.Diff(t.Context(), e.shards[0].DB, dir, "init", v1, e.roles)
+	require.NoError(t, err)
+	require.NotEmpty(t, first.File)
+	assert.Contains(t, first.Statements, `CREATE POLICY "tenant_isolation" ON "orders" AS PERMISSIVE FOR ALL TO PUBLIC USING (`+migrate.PolicyExpr+`) WITH CHECK (`+migrate.PolicyExpr+`)`)
+	none, err := migrate.Diff(t.Context(), e.shards[0].DB, dir, "again", v1, e.roles)
+	require.NoError(t, err)
+	assert.Empty(t, none.File, "nothing to change")
+
+	targets := e.targets(3)
+	f := &migrate.Fleet{Shards: e.shards, Targets: targets, Dir: dir, Roles: e.roles, Logger: testLogger}
+	rep := run(t, f, migrate.RunOptions{})
+	require.NoError(t, rep.Err())
+	assert.Equal(t, len(targets), rep.Total.Applied)
+	assert.Equal(t, first.Version, rep.Version)
+
+	second, err := migrate.Diff(t.Context(), e.shards[1].DB, dir, "priority_and_notes", v2, e.roles)
+	require.NoError(t, err)
+	require.NotEmpty(t, second.File)
+	assert.Greater(t, second.Version, first.Version)
+	assert.Contains(t, second.Statements, `ALTER TABLE "orders" ADD COLUMN "priority" bigint NOT NULL DEFAULT 0`)
+	p, err := f.Plan(t.Context(), migrate.RunOptions{})
+	require.NoError(t, err)
+	require.Len(t, p.Groups, 1)
+	assert.NotEmpty(t, p.Groups[0].Expect, "the pending file was tried on the representative")
+	rep, err = f.Apply(t.Context(), p)
+	require.NoError(t, err)
+	require.NoError(t, rep.Err())
+	assert.Equal(t, len(targets), rep.Total.Applied)
+
+	_, err = v2.Apply(t.Context(), e.shards[0].DB, "fresh", e.roles)
+	require.NoError(t, err)
+	want := e.dump(t, 0, "fresh")
+	for _, tg := range targets {
+		if tg.Shard == "shard0" {
+			assert.Equal(t, want, e.dump(t, 0, tg.Schema), tg.Schema)
+		}
+	}
+	for i, s := range e.shards {
+		rows := appliedRows(t, s.DB, second.Version)
+		assert.Len(t, rows, map[int]int{0: 4, 1: 3}[i])
+	}
+	st, err := f.Status(t.Context(), migrate.RunOptions{})
+	require.NoError(t, err)
+	for _, s := range st.Shards {
+		assert.Equal(t, s.Targets, s.Current, s.Shard)
+	}
+	rep = run(t, f, migrate.RunOptions{})
+	assert.Equal(t, len(targets), rep.Total.UpToDate)
+
+	// A file edited after it was applied: refused by atlas.sum, and by the
+	// ledger once the sum is rewritten.
+	name := filepath.Join(path, second.File)
+	b, err := os.ReadFile(name)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(name, append(b, []byte("SELECT 1;\n")...), 0o644))
+	_, err = f.Plan(t.Context(), migrate.RunOptions{})
+	require.ErrorIs(t, err, atlasmigrate.ErrChecksumMismatch)
+	sum, err := dir.Checksum()
+	require.NoError(t, err)
+	require.NoError(t, atlasmigrate.WriteSumFile(dir, sum))
+	p, err = f.Plan(t.Context(), migrate.RunOptions{})
+	require.NoError(t, err)
+	for _, sp := range p.Shards {
+		assert.Contains(t, sp.Error, "was changed after it was applied")
+	}
 }
