@@ -116,8 +116,12 @@ type Shard struct {
 
 // String shows the shard with its DSNs redacted.
 func (s Shard) String() string {
+	replica := "none"
+	if s.ReplicaDSN != "" {
+		replica = Redact(s.ReplicaDSN)
+	}
 	return fmt.Sprintf("shard %s (dsn %s, replica %s, region %q, %d/%d tenants, accepting %t)",
-		s.Name, Redact(s.DSN), Redact(s.ReplicaDSN), s.Region, s.Tenants, s.Capacity, s.Accepting)
+		s.Name, Redact(s.DSN), replica, s.Region, s.Tenants, s.Capacity, s.Accepting)
 }
 
 // LogValue implements slog.LogValuer with the DSNs redacted.
