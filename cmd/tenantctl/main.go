@@ -29,6 +29,8 @@ func commands() []command {
 	return []command{
 		demoCommand(),
 		topCommand(),
+		tenantsCommand(),
+		shardsCommand(),
 	}
 }
 

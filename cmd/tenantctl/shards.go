@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/tenantry/tenantry/migrate"
+	"github.com/tenantry/tenantry/registry"
+)
+
+// registryEnv names the environment variable with the registry's DSN, the
+// default of every -registry flag.
+const registryEnv = "TENANTRY_REGISTRY"
+
+// registryFlag adds -registry to fs.
+func registryFlag(fs *flag.FlagSet) *string {
+	return fs.String("registry", os.Getenv(registryEnv), "registry database `URL` (default $"+registryEnv+")")
+}
+
+// openRegistry opens the registry; with initialize, it creates its tables
+// first if needed.
+func openRegistry(ctx context.Context, dsn string, initialize bool) (*registry.Store, error) {
+	if dsn == "" {
+		return nil, errors.New("no registry: give -registry postgres://... or set " + registryEnv)
+	}
+	s, err := registry.Open(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	if initialize {
+		if err := s.Init(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func shardsCommand() command {
+	return command{
+		name:    "shards",
+		summary: "register shards in the registry, list them with their load, drain them (add|list|drain)",
+		run:     runShards,
+	}
+}
+
+const shardsUsage = `usage:
+  tenantctl shards add   -name NAME -dsn postgres://... [-replica postgres://...] [-region R] [-capacity N] [-draining] [-ensure-roles]
+  tenantctl shards list
+  tenantctl shards drain [-undo] NAME
+Every subcommand takes -registry URL (default $` + registryEnv + `).`
+
+func runShards(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New(shardsUsage)
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("shards "+sub, flag.ContinueOnError)
+	reg := registryFlag(fs)
+	switch sub {
+	case "add":
+		var sh registry.Shard
+		fs.StringVar(&sh.Name, "name", "", "shard `name` (lower-case letters, digits, - and _)")
+		fs.StringVar(&sh.DSN, "dsn", "", "primary `URL`, postgres://user[:password]@host:port/database; pools replace the user by their role")
+		fs.StringVar(&sh.ReplicaDSN, "replica", "", "read replica `URL` (optional)")
+		fs.StringVar(&sh.Region, "region", "", "region label")
+		fs.IntVar(&sh.Capacity, "capacity", 1000, "how many tenants the shard may hold")
+		draining := fs.Bool("draining", false, "add the shard without accepting new tenants")
+		ensureRoles := fs.Bool("ensure-roles", false, "create the owner/app/admin roles on the shard, connecting with -dsn as given (a superuser)")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if sh.Name == "" || sh.DSN == "" {
+			return errors.New("shards add: -name and -dsn are required\n" + shardsUsage)
+		}
+		sh.Accepting = !*draining
+		if err := registry.ValidateDSN(sh.DSN); err != nil {
+			return err
+		}
+		if *ensureRoles {
+			if err := ensureShardRoles(ctx, sh.DSN); err != nil {
+				return fmt.Errorf("shards add %s: ensure roles: %w", sh.Name, err)
+			}
+		}
+		s, err := openRegistry(ctx, *reg, true)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		if err := s.AddShard(ctx, sh); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "added %s\n", sh)
+		return nil
+	case "list":
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		s, err := openRegistry(ctx, *reg, false)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		shards, err := s.Shards(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SHARD\tREGION\tTENANTS\tCAPACITY\tACCEPTING\tPRIMARY\tREPLICA")
+		for _, sh := range shards {
+			replica := "-"
+			if sh.ReplicaDSN != "" {
+				replica = registry.Redact(sh.ReplicaDSN)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%t\t%s\t%s\n", sh.Name, orDash(sh.Region), sh.Tenants, sh.Capacity, sh.Accepting, registry.Redact(sh.DSN), replica)
+		}
+		return tw.Flush()
+	case "drain":
+		undo := fs.Bool("undo", false, "accept new tenants again")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return errors.New("shards drain: name one shard\n" + shardsUsage)
+		}
+		s, err := openRegistry(ctx, *reg, false)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		name := fs.Arg(0)
+		if err := s.SetAccepting(ctx, name, *undo); err != nil {
+			return err
+		}
+		if *undo {
+			fmt.Fprintf(stdout, "shard %s accepts new tenants again\n", name)
+		} else {
+			fmt.Fprintf(stdout, "shard %s drained: it keeps serving its tenants and takes no new ones (move tenants off to empty it)\n", name)
+		}
+		return nil
+	}
+	return fmt.Errorf("shards: unknown subcommand %q\n%s", sub, shardsUsage)
+}
+
+// ensureShardRoles creates the tenantry roles on a shard database.
+func ensureShardRoles(ctx context.Context, dsn string) error {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return err
+	}
+	db := stdlib.OpenDB(*cfg)
+	defer func(db *sql.DB) { db.Close() }(db)
+	return migrate.EnsureRoles(ctx, db, migrate.DefaultRoles())
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
