@@ -583,7 +583,7 @@ func (r *Router) connectListener(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("router: registry: listen: %w", err)
 	}
-	if _, err := conn.Exec(cctx, "LISTEN "+pgx.Identifier{registry.Channel}.Sanitize()); err != nil {
+	if _, err := conn.Exec(cctx, "LISTEN "+registry.Channel); err != nil {
 		conn.Close(context.Background())
 		return nil, fmt.Errorf("router: registry: listen: %w", err)
 	}
