@@ -573,3 +573,38 @@ func TestShardDSNChange(t *testing.T) {
 	_, err = clientOf(r).Customer.Query().Count(ctxOf(tn.ID))
 	require.NoError(t, err)
 }
+
+// BenchmarkResolve measures a cache hit, from parallel goroutines.
+func BenchmarkResolve(b *testing.B) {
+	ctx := context.Background()
+	clusters := pgtest.Shards(b, 1)
+	name := fmt.Sprintf("registry_bench_%d", dbSeq.Add(1))
+	require.NoError(b, clusters[0].CreateDatabase(ctx, name))
+	dsn := clusters[0].DSN("postgres", name)
+	s, err := registry.Open(ctx, dsn)
+	require.NoError(b, err)
+	defer s.Close()
+	require.NoError(b, s.Init(ctx))
+	require.NoError(b, s.AddShard(ctx, registry.Shard{Name: "s0", DSN: clusters[0].DSN("postgres", apptest.Database), Capacity: 100000, Accepting: true}))
+	var ids []tenancy.ID
+	for i := range 1000 {
+		tn, err := s.CreateTenant(ctx, registry.NewTenant{Slug: fmt.Sprintf("b%d", i)}, nil)
+		require.NoError(b, err)
+		ids = append(ids, tn.ID)
+	}
+	r, err := router.New(ctx, router.Config{RegistryDSN: dsn})
+	require.NoError(b, err)
+	defer r.Close()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, err := r.Resolve(ctx, ids[i%len(ids)]); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+}
