@@ -1,8 +1,10 @@
 package tenancy
 
 import (
+	"bytes"
 	"context"
 	stdsql "database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 
@@ -296,9 +298,19 @@ func (tx *Tx) opening() (string, *scopeValues) {
 	if tx.begin == "" {
 		return "", nil
 	}
-	b := tx.begin
-	tx.begin = ""
-	return b, tx.lease.settings
+	return tx.begin, tx.lease.settings
+}
+
+// opened records the outcome of a statement that carried BEGIN. The server
+// transaction exists once the batch reached the server and BEGIN ran: the
+// statement succeeded, or the connection reports a transaction (in progress
+// or failed). A statement refused before it was sent (encoding, prepare,
+// routing) leaves BEGIN pending for the next one, so that no statement of
+// the transaction ever runs outside it.
+func (tx *Tx) opened(begin string, err error) {
+	if begin != "" && (err == nil || tx.c.PgConn().TxStatus() != 'I') {
+		tx.begin = ""
+	}
 }
 
 // Exec implements dialect.ExecQuerier.
@@ -312,6 +324,7 @@ func (tx *Tx) Exec(ctx context.Context, query string, args, v any) error {
 	}
 	begin, settings := tx.opening()
 	err = execStatement(ctx, tx.c, tx.lease.st, begin, settings, query, argv, v)
+	tx.opened(begin, err)
 	if retryable(err) {
 		tx.lease.st.forget(query)
 	}
@@ -333,6 +346,7 @@ func (tx *Tx) Query(ctx context.Context, query string, args, v any) error {
 	}
 	begin, settings := tx.opening()
 	r, err := queryStatement(ctx, tx.c, tx.lease.st, begin, settings, query, argv)
+	tx.opened(begin, err)
 	if err != nil {
 		if retryable(err) {
 			tx.lease.st.forget(query)
@@ -564,6 +578,48 @@ func (r *rows) Err() error {
 		return r.err
 	}
 	return r.lease.p.fenced(r.Rows.Err())
+}
+
+// Scan scans like pgx, except into *any and *driver.Value, which get the
+// value database/sql would give (Ent scans ids of edge updates and unknown
+// columns that way): pgx itself cannot put a binary uuid into them.
+func (r *rows) Scan(dest ...any) error {
+	for i, d := range dest {
+		switch d.(type) {
+		case *any, *driver.Value:
+			return r.Rows.Scan(sqlValues(dest, i)...)
+		}
+	}
+	return r.Rows.Scan(dest...)
+}
+
+// sqlValues copies dest from index i on, wrapping *any and *driver.Value
+// destinations in a sql.Scanner.
+func sqlValues(dest []any, i int) []any {
+	out := make([]any, len(dest))
+	copy(out, dest[:i])
+	for ; i < len(dest); i++ {
+		switch d := dest[i].(type) {
+		case *any:
+			out[i] = sqlValue{d}
+		case *driver.Value:
+			out[i] = sqlValue{(*any)(d)}
+		default:
+			out[i] = d
+		}
+	}
+	return out
+}
+
+// sqlValue receives a column as a database/sql driver value.
+type sqlValue struct{ dst *any }
+
+func (v sqlValue) Scan(src any) error {
+	if b, ok := src.([]byte); ok {
+		src = bytes.Clone(b) // pgx reuses its read buffer
+	}
+	*v.dst = src
+	return nil
 }
 
 func (r *rows) Columns() ([]string, error) {

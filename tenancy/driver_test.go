@@ -244,7 +244,7 @@ func TestStatementReparsedWhenShapesDiffer(t *testing.T) {
 			var v any
 			require.NoError(t, rows.Scan(&v))
 			require.NoError(t, rows.Close())
-			require.EqualValues(t, map[tenancy.ID]any{t1: "1", t2: int32(1)}[id], v)
+			require.EqualValues(t, map[tenancy.ID]any{t1: "1", t2: int64(1)}[id], v) // database/sql's values
 		}
 	}
 }

@@ -112,6 +112,9 @@ func scopeMutation(next ent.Mutator) ent.Mutator {
 			}
 			return next.Mutate(ctx, m)
 		}
+		if c, ok := m.(interface{ TenancyCompositeID() bool }); ok && c.TenancyCompositeID() && m.Op().Is(ent.OpUpdateOne) {
+			return next.Mutate(ctx, m) // see the generated TenancyCompositeID
+		}
 		w, ok := m.(predicateSetter)
 		if !ok {
 			return nil, fmt.Errorf("tenancy: mutation %T has no WhereP method", m)

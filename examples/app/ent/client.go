@@ -21,6 +21,8 @@ import (
 	"github.com/tenantry/tenantry/examples/app/ent/order"
 	"github.com/tenantry/tenantry/examples/app/ent/ordertag"
 	"github.com/tenantry/tenantry/examples/app/ent/tag"
+
+	"github.com/tenantry/tenantry/tenancy"
 )
 
 // Client is the client that holds all ent builders.
@@ -1037,8 +1039,11 @@ type (
 // ExecContext runs a raw SQL statement through the client's driver. With the
 // tenancy driver it is scoped like every generated operation: it fails
 // without a tenant in ctx and runs under the tenant's search_path and
-// row-level security.
+// row-level security. tenancy.CheckRawSQL vets the statement first.
 func (c *config) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := tenancy.CheckRawSQL(ctx, query); err != nil {
+		return nil, err
+	}
 	var res sql.Result
 	if err := c.driver.Exec(ctx, query, args, &res); err != nil {
 		return nil, err
@@ -1049,6 +1054,9 @@ func (c *config) ExecContext(ctx context.Context, query string, args ...any) (sq
 // QueryContext runs a raw SQL query through the client's driver, scoped like
 // ExecContext. Close the returned rows.
 func (c *config) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if err := tenancy.CheckRawSQL(ctx, query); err != nil {
+		return nil, err
+	}
 	rows := &sql.Rows{}
 	if err := c.driver.Query(ctx, query, args, rows); err != nil {
 		return nil, err

@@ -522,6 +522,12 @@ func (_q *OrderTagQuery) WhereP(ps ...func(*sql.Selector)) {
 	}
 }
 
+// TenancyCompositeID tells the tenancy hook that UpdateOne of this edge
+// schema takes no extra predicates: Ent v0.14.5 dereferences a nil node id
+// when a predicated UpdateOne of a composite-id schema matches no row. The
+// row is scoped by row-level security and the tenant's search_path instead.
+func (*OrderTagMutation) TenancyCompositeID() bool { return true }
+
 // OrderTagGroupBy is the group-by builder for OrderTag entities.
 type OrderTagGroupBy struct {
 	selector
