@@ -49,7 +49,7 @@ var allowedRaw = map[string]bool{
 // functions listed).
 var rawDenied = []string{
 	"set_config", "pg_settings", "u&",
-	"query_to_xml", "ts_stat", "dblink", "pg_read_file",
+	"query_to_xml", "cursor_to_xml", "ts_stat", "ts_rewrite", "dblink", "pg_read_file",
 }
 
 // firstKeyword returns the first token of q after whitespace and comments.

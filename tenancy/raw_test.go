@@ -29,6 +29,8 @@ func TestCheckRawSQL(t *testing.T) {
 		{`SELECT U&"set\005fconfig"('x', 'y', true)`, false},
 		{"UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path'", false},
 		{"SELECT query_to_xml('SELECT 1', true, false, '')", false},
+		{"SELECT ts_rewrite('a'::tsquery, $1)", false}, // runs $1 as SQL
+		{"SELECT ts_stat($1)", false},
 		{"SELECT current_setting('app.current_tenant_id')", true},
 		{"", false},
 	}
