@@ -360,7 +360,7 @@ func (m *Manager) backup(ctx context.Context, tenant tenancy.ID, src Source, nam
 	var wg sync.WaitGroup
 	worker := func(wtx pgx.Tx) {
 		for i := range jobs {
-			t, err := m.copyTable(ctx, wtx, name, src.Schema, i, tables[i], log)
+			t, err := m.copyTable(ctx, wtx, name, src.Schema, tenant, i, tables[i], log)
 			if err != nil {
 				errs <- err
 				cancel()
@@ -490,7 +490,7 @@ func (m *Manager) sourceVersion(ledger string, tables []*tableInfo, mode Mode) (
 var fileNameRE = regexp.MustCompile(`[^a-z0-9_]+`)
 
 // copyTable streams one table into its data file.
-func (m *Manager) copyTable(ctx context.Context, tx pgx.Tx, archive, schema string, i int, t *tableInfo, log *slog.Logger) (Table, error) {
+func (m *Manager) copyTable(ctx context.Context, tx pgx.Tx, archive, schema string, tenant tenancy.ID, i int, t *tableInfo, log *slog.Logger) (Table, error) {
 	start := time.Now()
 	base := fileNameRE.ReplaceAllString(strings.ToLower(t.name), "_")
 	if len(base) > 60 {
@@ -513,8 +513,12 @@ func (m *Manager) copyTable(ctx context.Context, tx pgx.Tx, archive, schema stri
 	stored := &countingWriter{w: w}
 	buf := bufio.NewWriterSize(stored, 256<<10)
 	gz, _ := gzip.NewWriterLevel(buf, gzip.BestSpeed)
-	sum := newStreamSum(entry.TenantColumn)
+	sum := newStreamSum(entry.TenantColumn, tenant.String())
 	_, err = tx.Conn().PgConn().CopyTo(ctx, io.MultiWriter(sum, gz), "COPY ("+q+") TO STDOUT")
+	if err == nil && sum.foreign > 0 {
+		// Cannot happen (filter and row-level security); refuse anyway.
+		err = fmt.Errorf("%d rows of other tenants read: archive refused", sum.foreign)
+	}
 	if err == nil {
 		err = gz.Close()
 	}
@@ -556,7 +560,7 @@ func Verify(ctx context.Context, store Store, name string) (*Manifest, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		r, err := openTable(ctx, store, name, t)
+		r, err := openTable(ctx, store, name, man.Tenant.String(), t)
 		if err != nil {
 			return nil, err
 		}

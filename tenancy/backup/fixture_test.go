@@ -312,10 +312,11 @@ func rowCount(s snapshotOf) int {
 	return n
 }
 
-// schemasLike lists the schemas of a shard whose name starts with prefix.
+// schemasLike lists the schemas of a shard whose name starts with prefix
+// (but PostgreSQL's own, pg_*, whose temporary ones come and go).
 func schemasLike(t *testing.T, pool *pgxpool.Pool, prefix string) []string {
 	t.Helper()
-	rows, err := pool.Query(context.Background(), "SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname, $1) ORDER BY 1", prefix)
+	rows, err := pool.Query(context.Background(), "SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname, $1) AND NOT starts_with(nspname, 'pg_') ORDER BY 1", prefix)
 	if err != nil {
 		t.Fatal(err)
 	}

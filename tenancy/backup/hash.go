@@ -22,13 +22,22 @@ type streamSum struct {
 	bytes     int64
 	rows      int64
 	rowSum    uint64
-	tenantCol int // field index of tenant_id; -1: none
+	tenantCol int    // field index of tenant_id; -1: none
+	tenant    []byte // the tenant_id every row must have; nil: not checked
+	foreign   int64  // rows with another tenant_id
 	partial   []byte
 	scratch   []byte
 }
 
-func newStreamSum(tenantCol int) *streamSum {
-	return &streamSum{sha: sha256.New(), tenantCol: tenantCol}
+// newStreamSum returns a streamSum for rows whose tenant_id is field
+// tenantCol (-1: none). When tenant is not empty, rows whose tenant_id is
+// anything else are counted as foreign.
+func newStreamSum(tenantCol int, tenant string) *streamSum {
+	s := &streamSum{sha: sha256.New(), tenantCol: tenantCol}
+	if tenant != "" && tenantCol >= 0 {
+		s.tenant = []byte(tenant)
+	}
+	return s
 }
 
 func (s *streamSum) Write(p []byte) (int, error) {
@@ -75,6 +84,9 @@ func (s *streamSum) row(line []byte) {
 		if start < 0 { // fewer fields than expected: hash the whole line
 			start, end = 0, 0
 		}
+		if s.tenant != nil && (start == end || !bytes.Equal(line[start:end], s.tenant)) {
+			s.foreign++
+		}
 	}
 	s.scratch = append(append(s.scratch[:0], line[:start]...), line[end:]...)
 	sum := sha256.Sum256(s.scratch)
@@ -103,6 +115,8 @@ func (s *streamSum) check(archive string, t Table) error {
 		return bad("sha256", t.SHA256, s.shaHex())
 	case s.rowHashHex() != t.RowHash:
 		return bad("row hash", t.RowHash, s.rowHashHex())
+	case s.foreign > 0:
+		return bad("tenant", "rows of tenant "+string(s.tenant)+" only", strconv.FormatInt(s.foreign, 10)+" rows of other tenants")
 	}
 	return nil
 }
@@ -129,7 +143,7 @@ type tableReader struct {
 	err error
 }
 
-func openTable(ctx context.Context, store Store, archive string, t Table) (*tableReader, error) {
+func openTable(ctx context.Context, store Store, archive string, tenant string, t Table) (*tableReader, error) {
 	rc, err := store.Open(ctx, archive+"/"+t.File)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
@@ -142,7 +156,7 @@ func openTable(ctx context.Context, store Store, archive string, t Table) (*tabl
 		rc.Close()
 		return nil, &ChecksumError{Archive: archive, Table: t.Name, What: "gzip stream", Err: err}
 	}
-	return &tableReader{rc: rc, gz: gz, sum: newStreamSum(t.TenantColumn)}, nil
+	return &tableReader{rc: rc, gz: gz, sum: newStreamSum(t.TenantColumn, tenant)}, nil
 }
 
 func (r *tableReader) Read(p []byte) (int, error) {

@@ -587,7 +587,7 @@ func (r *restoreRun) loadTable(ctx context.Context, tx pgx.Tx, schema string, i 
 	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE "+tmp+" ON COMMIT DROP AS SELECT "+cols+" FROM "+qualified(schema, t.name)+" WITH NO DATA"); err != nil {
 		return fmt.Errorf("load %s: %w", t.name, err)
 	}
-	rd, err := openTable(ctx, r.m.store, r.man.Name, at)
+	rd, err := openTable(ctx, r.m.store, r.man.Name, r.man.Tenant.String(), at)
 	if err != nil {
 		return err
 	}
@@ -648,12 +648,15 @@ func (r *restoreRun) verifyTable(ctx context.Context, tx pgx.Tx, schema string, 
 	if at.TenantColumn >= 0 {
 		q += " WHERE " + ident(tenantColumn) + " = " + tenantExpr
 	}
-	sum := newStreamSum(at.TenantColumn)
+	sum := newStreamSum(at.TenantColumn, r.res.Tenant.String())
 	if _, err := tx.Conn().PgConn().CopyTo(ctx, sum, "COPY ("+q+") TO STDOUT"); err != nil {
 		return fmt.Errorf("verify %s: %w", at.Name, err)
 	}
 	if sum.rows != at.Rows {
 		return &VerifyError{Table: at.Name, What: "rows", Want: strconv.FormatInt(at.Rows, 10), Got: strconv.FormatInt(sum.rows, 10)}
+	}
+	if sum.foreign > 0 {
+		return &VerifyError{Table: at.Name, What: "tenant", Want: "rows of tenant " + r.res.Tenant.String() + " only", Got: strconv.FormatInt(sum.foreign, 10) + " rows of others"}
 	}
 	if !sameType {
 		r.log.Info("restore: a column type changed since the backup: table verified by row count only", "table", at.Name)
