@@ -19,7 +19,7 @@ import (
 func tenantsCommand() command {
 	return command{
 		name:    "tenants",
-		summary: "create, list, show, suspend, resume tenants and set their plan (create|list|show|suspend|resume|set-plan|plans|put-plan)",
+		summary: "create, list, show, suspend, resume tenants, set their plan, back up and restore them (create|list|show|suspend|resume|set-plan|plans|put-plan|backup|restore|backups)",
 		run:     runTenants,
 	}
 }
@@ -35,13 +35,17 @@ const tenantsUsage = `usage:
   tenantctl tenants put-plan -name NAME [-statement-timeout 30s] [-lock-timeout 5s] [-idle-in-transaction-timeout 1m]
                              [-work-mem 4MB] [-max-conns N] [-rate PER_SEC] [-burst N] [-queue-timeout D] [-replica-reads]
 TENANT is a slug or a tenant id. Flags go before arguments. Every subcommand
-takes -registry URL (default $` + registryEnv + `).`
+takes -registry URL (default $` + registryEnv + `).
+` + backupUsage
 
 func runTenants(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		return errors.New(tenantsUsage)
 	}
 	sub, args := args[0], args[1:]
+	if isBackupSubcommand(sub) { // backup.go
+		return runTenantsBackup(ctx, sub, args, stdout)
+	}
 	fs := flag.NewFlagSet("tenants "+sub, flag.ContinueOnError)
 	reg := registryFlag(fs)
 	nargs := map[string]int{"show": 1, "suspend": 1, "resume": 1, "set-plan": 2, "list": 0, "plans": 0, "create": 0, "put-plan": 0}

@@ -125,7 +125,8 @@ type BackupOptions struct {
 	// Name of the archive; empty: "<tenant id>/<UTC time>-<random>".
 	Name string
 	// Parallel is how many tables are copied at once, each on its own
-	// connection in the same exported snapshot; zero: DefaultParallel.
+	// connection in the same exported snapshot; zero: DefaultParallel. It
+	// is capped at the pool's MaxConns.
 	Parallel int
 }
 
@@ -328,7 +329,9 @@ func (m *Manager) backup(ctx context.Context, tenant tenancy.ID, src Source, nam
 	if err := tx.QueryRow(ctx, "SELECT transaction_timestamp()").Scan(&snapTime); err != nil {
 		return nil, err
 	}
-	workers := min(parallel, len(tables))
+	// Each worker holds a connection until the end: never more than the
+	// pool has, or the last would wait forever.
+	workers := min(parallel, len(tables), int(src.DB.Config().MaxConns))
 	var snapshot string
 	if workers > 1 {
 		if err := tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&snapshot); err != nil {
