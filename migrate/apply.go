@@ -183,6 +183,9 @@ type reconcileOptions struct {
 	// indexes meanwhile, so that the rest of the plan and the resulting
 	// catalog state are what they will be.
 	concurrent bool
+	// fresh: the schema does not exist; plan from an empty schema without
+	// inspecting it.
+	fresh bool
 }
 
 // schemaPlan is what reconcile ran, in order.
@@ -266,9 +269,11 @@ func (d *Desired) reconcile(ctx context.Context, tx *sql.Tx, name string, roles 
 	if err != nil {
 		return nil, err
 	}
-	current, err := drv.InspectSchema(ctx, name, nil)
-	if err != nil {
-		return nil, fmt.Errorf("inspect: %w", err)
+	current := atlas.New(name)
+	if !o.fresh || exists {
+		if current, err = drv.InspectSchema(ctx, name, nil); err != nil {
+			return nil, fmt.Errorf("inspect: %w", err)
+		}
 	}
 	desired, err := d.State(name)
 	if err != nil {

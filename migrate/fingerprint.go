@@ -51,8 +51,7 @@ WITH ns AS MATERIALIZED (
 	UNION ALL
 	SELECT r.relnamespace, concat_ws(' ', 'c', r.relname, a.attnum, a.attname,
 		CASE WHEN a.atttypid < 16384 THEN a.atttypid::text ELSE format_type(a.atttypid, NULL) END, a.atttypmod,
-		a.attndims, a.attnotnull, a.attidentity, a.attgenerated, a.attcollation, a.attacl,
-		replace(pg_get_expr(d.adbin, d.adrelid), r.q, ''))
+		a.attndims, a.attnotnull, a.attidentity, a.attgenerated, a.attcollation, a.attacl, d.adbin)
 	FROM pg_attribute a JOIN rel r ON r.oid = a.attrelid
 	LEFT JOIN pg_attrdef d ON a.atthasdef AND d.adrelid = a.attrelid AND d.adnum = a.attnum
 	WHERE a.attnum > 0 AND NOT a.attisdropped AND r.relkind IN ('r', 'p', 'v', 'm', 'f')
@@ -72,7 +71,7 @@ WITH ns AS MATERIALIZED (
 	LEFT JOIN pg_class ki ON ki.oid = k.conindid LEFT JOIN pg_class kf ON kf.oid = k.confrelid
 	UNION ALL
 	SELECT r.relnamespace, concat_ws(' ', 'p', r.relname, p.polname, p.polcmd, p.polpermissive, p.polroles,
-		md5(p.polqual::text), md5(p.polwithcheck::text))
+		p.polqual, p.polwithcheck)
 	FROM pg_policy p JOIN rel r ON r.oid = p.polrelid
 	UNION ALL
 	SELECT r.relnamespace, concat_ws(' ', 'd', r.relname, d.objsubid, d.description)
@@ -161,10 +160,10 @@ WITH ns AS MATERIALIZED (
 // fingerprintQuery returns namespace name and fingerprint: two 64-bit
 // hashes of every line, summed, so that no sort is needed.
 const fingerprintQuery = fingerprintLines + `, fp AS (
-	SELECT nsp, count(*) AS n, sum(hashtextextended(l, 0)::numeric) AS h0, sum(hashtextextended(l, 1)::numeric) AS h1
+	SELECT nsp, count(*) AS n, sum(length(l)) AS len, bit_xor(hashtextextended(l, 0)) AS h
 	FROM lines GROUP BY nsp
 )
-SELECT ns.nspname::text, md5(fp.n || ':' || fp.h0 || ':' || fp.h1)
+SELECT ns.nspname::text, md5(fp.n || ':' || fp.len || ':' || fp.h)
 FROM fp JOIN ns ON ns.oid = fp.nsp`
 
 // describeQuery returns namespace name and its description lines.
@@ -242,8 +241,16 @@ func catalogQuery(ctx context.Context, tx *sql.Tx, query string, schemas, patter
 		patterns = []string{}
 	}
 	// With no tenant schema on the search path, pg_get_* qualify every
-	// reference to one, and the query strips exactly that qualifier.
-	if _, err := tx.ExecContext(ctx, "SELECT set_config('search_path', 'pg_catalog', true), set_config('work_mem', '64MB', true)"); err != nil {
+	// reference to one, and the query strips exactly that qualifier. For
+	// many schemas, no nested loops: right after thousands of schemas were
+	// created the catalogs' statistics are stale, and a nested loop over
+	// what the planner takes for a small pg_class is quadratic; hash joins
+	// are linear whatever the statistics say.
+	nestloop := "on"
+	if len(schemas) > 100 || len(patterns) > 0 {
+		nestloop = "off"
+	}
+	if _, err := tx.ExecContext(ctx, "SELECT set_config('search_path', 'pg_catalog', true), set_config('work_mem', '64MB', true), set_config('enable_nestloop', $1, true)", nestloop); err != nil {
 		return nil, fmt.Errorf("migrate: fingerprint: %w", err)
 	}
 	rows, err := tx.QueryContext(ctx, query, schemas, patterns)
@@ -262,4 +269,44 @@ func catalogQuery(ctx context.Context, tx *sql.Tx, query string, schemas, patter
 		return nil, fmt.Errorf("migrate: fingerprint: %w", err)
 	}
 	return out, nil
+}
+
+// catalogsRead are the catalogs the fingerprint query reads.
+var catalogsRead = []string{"pg_namespace", "pg_class", "pg_attribute", "pg_attrdef", "pg_index", "pg_constraint", "pg_policy", "pg_type", "pg_sequence", "pg_description", "pg_trigger", "pg_proc", "pg_enum"}
+
+// refreshCatalogStats analyzes the catalogs the fingerprint reads whose
+// statistics are stale (changed by more than a fifth since the last
+// analyze, as after provisioning or migrating thousands of schemas), so
+// that the fingerprint query is planned for their real size; autovacuum
+// would get there too, later. It needs to connect as the database's owner
+// (or a superuser); otherwise it does nothing. It returns the catalogs it
+// analyzed.
+func refreshCatalogStats(ctx context.Context, db *sql.DB) ([]string, error) {
+	rows, err := db.QueryContext(ctx, `SELECT s.relname::text FROM pg_stat_sys_tables s JOIN pg_class c ON c.oid = s.relid
+		WHERE s.schemaname = 'pg_catalog' AND s.relname = ANY ($1::text[])
+		AND s.n_mod_since_analyze > greatest(1000, 0.2 * greatest(c.reltuples, 0))
+		AND (pg_has_role(current_user, (SELECT datdba FROM pg_database WHERE datname = current_database()), 'MEMBER')
+			OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))`, catalogsRead)
+	if err != nil {
+		return nil, err
+	}
+	var stale []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		stale = append(stale, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, n := range stale {
+		if _, err := db.ExecContext(ctx, "ANALYZE pg_catalog."+ident(n)); err != nil {
+			return stale, err
+		}
+	}
+	return stale, nil
 }

@@ -63,6 +63,7 @@ var ledgerDDL = []string{
 		mode text NOT NULL,
 		fingerprint text,
 		description text,
+		server_version integer,
 		plan_hash text,
 		recorded_at timestamptz NOT NULL DEFAULT clock_timestamp()
 	)`,
@@ -378,10 +379,11 @@ func recordVersion(ctx context.Context, db *sql.DB, roles Roles, mode, version, 
 	if err := actAsOwner(ctx, tx, roles); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO tenantry.versions AS v (version, mode, fingerprint, description, plan_hash)
-		VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), NULLIF($5, ''))
+	if _, err := tx.ExecContext(ctx, `INSERT INTO tenantry.versions AS v (version, mode, fingerprint, description, server_version, plan_hash)
+		VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), CASE WHEN $3 <> '' THEN current_setting('server_version_num')::integer END, NULLIF($5, ''))
 		ON CONFLICT (version) DO UPDATE SET fingerprint = coalesce(excluded.fingerprint, v.fingerprint),
-			description = coalesce(excluded.description, v.description), plan_hash = coalesce(excluded.plan_hash, v.plan_hash)`,
+			description = coalesce(excluded.description, v.description), plan_hash = coalesce(excluded.plan_hash, v.plan_hash),
+			server_version = coalesce(excluded.server_version, v.server_version)`,
 		version, mode, fingerprint, description, planHash); err != nil {
 		return err
 	}
@@ -404,3 +406,20 @@ func pgCode(err error) string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// recordedDesired returns the fingerprint and description of a fresh
+// schema at version, as recorded by an earlier run on this server version;
+// empty when there is none.
+func recordedDesired(ctx context.Context, db *sql.DB, version string) (string, []string, error) {
+	var fp, desc string
+	err := db.QueryRowContext(ctx, `SELECT fingerprint, description FROM tenantry.versions
+		WHERE version = $1 AND fingerprint IS NOT NULL AND description IS NOT NULL
+		AND server_version = current_setting('server_version_num')::integer`, version).Scan(&fp, &desc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil, nil
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	return fp, strings.Split(desc, "\n"), nil
+}

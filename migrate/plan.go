@@ -110,6 +110,7 @@ type shardState struct {
 	known    map[string][]string // fingerprint → versions
 	desired  string              // fingerprint of a fresh schema at the version
 	desc     []string            // its description
+	fresh    bool                // desired and desc were computed by this run
 	recorded []string            // fingerprints to record as the version's
 	mu       sync.Mutex
 }
@@ -234,8 +235,9 @@ func (f *Fleet) Plan(ctx context.Context, opts RunOptions) (*FleetPlan, error) {
 }
 
 // loadShard ensures the ledger and reads targets, fingerprints, ledger
-// state and known fingerprints of one shard; with desired, it also
-// fingerprints the desired state there.
+// state and known fingerprints of one shard; with desired, it also learns
+// the desired state's fingerprint and description there (recorded by an
+// earlier run, or built in a scratch schema).
 func (f *Fleet) loadShard(ctx context.Context, st *shardState, opts RunOptions, desired bool) error {
 	s := st.shard
 	if err := EnsureLedger(ctx, s.DB, f.roles()); err != nil {
@@ -257,27 +259,49 @@ func (f *Fleet) loadShard(ctx context.Context, st *shardState, opts RunOptions, 
 	for i, t := range st.targets {
 		names[i] = t.Schema
 	}
-	var errs [2]error
+	var errs [4]error
 	var wg sync.WaitGroup
-	wg.Go(func() { st.fps, errs[0] = Fingerprints(ctx, s.DB, names, nil) })
+	log := f.logger().With("shard", s.Name)
+	wg.Go(func() {
+		start := time.Now()
+		if len(names) > 500 {
+			if analyzed, err := refreshCatalogStats(ctx, s.DB); err != nil {
+				log.Warn("could not refresh catalog statistics", "err", err)
+			} else if len(analyzed) > 0 {
+				log.Info("analyzed stale catalogs", "catalogs", analyzed, "duration", time.Since(start).Round(time.Millisecond))
+			}
+		}
+		st.fps, errs[0] = Fingerprints(ctx, s.DB, names, nil)
+		log.Debug("fingerprint query", "schemas", len(names), "duration", time.Since(start).Round(time.Millisecond))
+	})
+	wg.Go(func() {
+		if st.state, errs[1] = schemaState(ctx, s.DB); errs[1] != nil {
+			errs[1] = fmt.Errorf("migrate: ledger state: %w", errs[1])
+		}
+	})
+	wg.Go(func() {
+		if st.known, errs[2] = knownFingerprints(ctx, s.DB); errs[2] != nil {
+			errs[2] = fmt.Errorf("migrate: known fingerprints: %w", errs[2])
+		}
+	})
 	if desired {
-		wg.Go(func() { errs[1] = f.fingerprintDesired(ctx, st) })
+		wg.Go(func() {
+			start := time.Now()
+			st.desired, st.desc, errs[3] = recordedDesired(ctx, s.DB, f.Desired.Version())
+			if errs[3] == nil && st.desired == "" {
+				errs[3] = f.fingerprintDesired(ctx, st)
+			}
+			log.Debug("desired state fingerprint", "built", st.fresh, "duration", time.Since(start).Round(time.Millisecond))
+		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs[:]...); err != nil {
-		return err
-	}
-	if st.state, err = schemaState(ctx, s.DB); err != nil {
-		return fmt.Errorf("migrate: ledger state: %w", err)
-	}
-	if st.known, err = knownFingerprints(ctx, s.DB); err != nil {
-		return fmt.Errorf("migrate: known fingerprints: %w", err)
-	}
-	return nil
+	return errors.Join(errs[:]...)
 }
 
 // fingerprintDesired builds the desired state in a scratch schema inside a
-// transaction, fingerprints and describes it, and rolls back.
+// transaction, fingerprints and describes it, and rolls back. The scratch
+// schema is new, so there is nothing to inspect: the plan is the diff from
+// an empty schema.
 func (f *Fleet) fingerprintDesired(ctx context.Context, st *shardState) error {
 	tx, err := st.shard.DB.BeginTx(ctx, nil)
 	if err != nil {
@@ -288,7 +312,7 @@ func (f *Fleet) fingerprintDesired(ctx context.Context, st *shardState) error {
 	if err := actAsOwner(ctx, tx, f.roles()); err != nil {
 		return err
 	}
-	if _, err := f.Desired.reconcile(ctx, tx, name, f.roles(), reconcileOptions{schemaRef: quotedToken}); err != nil {
+	if _, err := f.Desired.reconcile(ctx, tx, name, f.roles(), reconcileOptions{schemaRef: quotedToken, fresh: true}); err != nil {
 		return fmt.Errorf("migrate: desired state on %s: %w", st.shard.Name, err)
 	}
 	if st.desired, err = fingerprintTx(ctx, tx, name); err != nil {
@@ -299,6 +323,7 @@ func (f *Fleet) fingerprintDesired(ctx context.Context, st *shardState) error {
 		return err
 	}
 	st.desc = desc[name]
+	st.fresh = true
 	return nil
 }
 

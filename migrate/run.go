@@ -146,7 +146,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		ew.printf(", %s %v", p.Name, p.Elapsed.Round(time.Millisecond))
 	}
 	ew.printf("\n")
-	tw := newTable(ew, "SHARD", "TARGETS", "UP TO DATE", "APPLIED", "FAILED", "SKIPPED", "DRIFTED", "RETRIES", "TIME", "ERROR")
+	tw := newTable(ew, "SHARD", "TARGETS", "UP TO DATE", "APPLIED", "FAILED", "SKIPPED", "DRIFTED", "RETRIES", "APPLY TIME", "ERROR")
 	for _, s := range r.Shards {
 		tw.row(s.Shard, s.Targets, s.UpToDate, s.Applied, s.Failed, s.Skipped, s.Drifted, s.Retries, s.Elapsed.Round(time.Millisecond), s.Error)
 	}
@@ -220,8 +220,9 @@ type run struct {
 	failures []Failure
 	drift    []Drift
 	halted   string
-	down     map[string]error // shards found unreachable
-	connErrs map[string]int   // consecutive connection errors per shard
+	down     map[string]error         // shards found unreachable
+	lastDone map[string]time.Duration // per shard: when its last outcome came
+	connErrs map[string]int           // consecutive connection errors per shard
 }
 
 // Apply runs a plan: refuses destructive changes unless the plan's
@@ -239,7 +240,7 @@ func (f *Fleet) Apply(ctx context.Context, p *FleetPlan) (*Report, error) {
 		return nil, err
 	}
 	r := &run{f: f, p: p, opts: p.opts, log: f.logger().With("run", p.RunID), started: time.Now(),
-		shards: make(map[string]*Counts), down: make(map[string]error), connErrs: make(map[string]int)}
+		shards: make(map[string]*Counts), down: make(map[string]error), connErrs: make(map[string]int), lastDone: make(map[string]time.Duration)}
 	if len(p.Destructive) > 0 && !r.opts.AllowDestructive {
 		var members int
 		var rep string
@@ -349,7 +350,7 @@ func (r *run) recordKnown(ctx context.Context) {
 		wg.Go(func() {
 			mode := r.p.Mode
 			var err error
-			if st.desired != "" {
+			if st.desired != "" && st.fresh {
 				err = recordVersion(ctx, st.shard.DB, r.f.roles(), mode, r.p.Version, st.desired, strings.Join(st.desc, "\n"), "")
 			}
 			for _, s := range r.p.steps {
@@ -744,6 +745,7 @@ func (r *run) buildIndex(ctx context.Context, db *sql.DB, schema string, c concu
 func (r *run) finish(j *job, outcome string, err error) {
 	r.mu.Lock()
 	r.countLocked(j, outcome, err)
+	r.lastDone[j.t.Shard] = time.Since(r.started)
 	pr := Progress{Target: j.t, Outcome: outcome, Err: err, Attempt: j.attempts, Shard: *r.shards[j.t.Shard], Total: r.total, Elapsed: time.Since(r.started)}
 	halted := r.halted
 	if r.f.OnProgress != nil {
@@ -902,6 +904,13 @@ func (r *run) verify(ctx context.Context, jobs []*job) {
 			for i, j := range js {
 				names[i] = j.t.Schema
 			}
+			if len(names) > 500 {
+				if analyzed, err := refreshCatalogStats(ctx, st.shard.DB); err != nil {
+					r.log.Warn("could not refresh catalog statistics", "shard", shard, "err", err)
+				} else if len(analyzed) > 0 {
+					r.log.Info("analyzed stale catalogs", "shard", shard, "catalogs", analyzed, "duration", time.Since(start).Round(time.Millisecond))
+				}
+			}
 			fps, err := Fingerprints(ctx, st.shard.DB, names, nil)
 			if err != nil {
 				r.log.Error("verify: cannot fingerprint", "shard", shard, "err", err)
@@ -1014,9 +1023,9 @@ func (r *run) report(jobs []*job) *Report {
 	slices.SortFunc(rep.Failed, func(a, b Failure) int { return cmp.Compare(a.Target.String(), b.Target.String()) })
 	rep.Drift = slices.Clone(r.drift)
 	slices.SortFunc(rep.Drift, func(a, b Drift) int { return cmp.Compare(a.Target.String(), b.Target.String()) })
-	// Time per shard: the run's apply time is shared; report the run's.
+	// Time per shard: from the start of applying to its last outcome.
 	for i := range rep.Shards {
-		rep.Shards[i].Elapsed = time.Since(r.started)
+		rep.Shards[i].Elapsed = r.lastDone[rep.Shards[i].Shard]
 	}
 	return rep
 }

@@ -31,6 +31,7 @@ func commands() []command {
 		topCommand(),
 		tenantsCommand(),
 		shardsCommand(),
+		migrateCommand(),
 	}
 }
 
