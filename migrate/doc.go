@@ -1,5 +1,6 @@
-// Package migrate computes the desired state of a tenant schema and applies
-// it to one PostgreSQL schema at a time.
+// Package migrate computes the desired state of a tenant schema and brings
+// schemas to it: one schema at a time ([Desired.Apply]) or a whole fleet of
+// schemas on many shards ([Fleet]).
 //
 // The desired state ([Desired], from [NewDesired]) is the Ent graph's tables,
 // converted to an Atlas schema by Ent itself, plus guard state that keeps
@@ -22,9 +23,46 @@
 // reconciles the guard DDL that Atlas does not manage (policies, RLS flags,
 // grants). Applying an up-to-date schema runs nothing and returns an empty
 // [Result]. Dropping tables or columns is refused with [ErrDestructive]
-// unless [Options].AllowDestructive is set.
+// unless [Options].AllowDestructive is set (Atlas's sqlcheck/destructive
+// analyzer decides what is destructive).
 //
-// Running Apply across a fleet of schemas (fingerprinting, grouping,
-// batching, the ledger) is not this package's job yet; the fleet runner will
-// call Apply, or its plan, per schema.
+// # Fleets
+//
+// A [Fleet] migrates every target schema ([Targets]: [Discover] by catalog
+// pattern, or a [TargetList]) of every shard without inspecting each one:
+//
+//   - plan ([Fleet.Plan]): on all shards in parallel, one set-based catalog
+//     query fingerprints every target ([Fingerprints]); the desired state is
+//     fingerprinted once (built in a scratch schema inside a transaction that
+//     is rolled back, and recorded in the ledger for later runs); targets at
+//     a fingerprint known for the version are up to date and not touched;
+//     the others are grouped by fingerprint and each group is planned once,
+//     on a representative, inside a rolled-back transaction, which also
+//     yields the fingerprint every member must end at;
+//   - apply ([Fleet.Apply]): destructive plans are refused unless allowed;
+//     each member runs its group's statements in one transaction, sent in
+//     one round trip: owner role, lock_timeout, advisory lock, a check that
+//     no other run migrated it meanwhile, transaction-local search_path, the
+//     statements, and the ledger rows. Shards run in parallel, Concurrency
+//     members at a time each; a canary batch first, then batches; lock
+//     timeouts are retried with backoff; failures are recorded and counted
+//     against a failure budget; a shard that stops answering fails its
+//     remaining targets at once;
+//   - verify: every migrated schema is fingerprinted again (one query per
+//     shard); one that is not where its plan promised is repaired with a
+//     full inspection, or reported as drifted when what differs is not
+//     tenantry's to manage.
+//
+// The ledger lives in the schema tenantry of each shard database
+// ([EnsureLedger], [Ledger]): one row per attempt, written in the same
+// transaction as the schema's DDL when it succeeds (so a crash can never
+// leave a schema migrated but unrecorded, or recorded but not migrated), and
+// in a transaction of its own when it fails. [Fleet.Status] counts schemas
+// per version and shard and shows drifted schemas with what differs
+// ([Describe]); [Metrics] exports Prometheus metrics.
+//
+// With [Fleet].Dir set, the fleet runs versioned: the pending files of an
+// Atlas migration directory (checked against atlas.sum) are applied to each
+// schema in order, one transaction per file, through the same runner and
+// ledger; [Diff] writes the next file from a change of the Ent graph.
 package migrate

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -765,6 +766,17 @@ func TestVersioned(t *testing.T) {
 	rep = run(t, f, migrate.RunOptions{})
 	assert.Equal(t, len(targets), rep.Total.UpToDate)
 
+	// A hand-written file that must run outside a transaction.
+	conc := fmt.Sprintf("%d_note_index.sql", mustAtoi(t, second.Version)+1)
+	require.NoError(t, dir.WriteFile(conc, []byte("-- atlas:txmode none\n\nCREATE INDEX CONCURRENTLY IF NOT EXISTS order_note ON orders (note);\n")))
+	sum, err := dir.Checksum()
+	require.NoError(t, err)
+	require.NoError(t, atlasmigrate.WriteSumFile(dir, sum))
+	rep = run(t, f, migrate.RunOptions{})
+	require.NoError(t, rep.Err())
+	assert.Equal(t, len(targets), rep.Total.Applied)
+	assert.Len(t, e.strings(t, 0, `SELECT indexrelid::regclass::text FROM pg_index WHERE indexrelid::regclass::text LIKE '%order_note' AND indisvalid`), 4)
+
 	// A file edited after it was applied: refused by atlas.sum, and by the
 	// ledger once the sum is rewritten.
 	name := filepath.Join(path, second.File)
@@ -773,7 +785,7 @@ func TestVersioned(t *testing.T) {
 	require.NoError(t, os.WriteFile(name, append(b, []byte("SELECT 1;\n")...), 0o644))
 	_, err = f.Plan(t.Context(), migrate.RunOptions{})
 	require.ErrorIs(t, err, atlasmigrate.ErrChecksumMismatch)
-	sum, err := dir.Checksum()
+	sum, err = dir.Checksum()
 	require.NoError(t, err)
 	require.NoError(t, atlasmigrate.WriteSumFile(dir, sum))
 	p, err = f.Plan(t.Context(), migrate.RunOptions{})
@@ -781,4 +793,11 @@ func TestVersioned(t *testing.T) {
 	for _, sp := range p.Shards {
 		assert.Contains(t, sp.Error, "was changed after it was applied")
 	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	require.NoError(t, err)
+	return n
 }

@@ -922,12 +922,39 @@ func (r *run) verify(ctx context.Context, jobs []*job) {
 				return
 			}
 			var bad []*job
+			// Groups without an expected fingerprint (versioned files run
+			// outside a transaction, which planning could not try): their
+			// members must agree; the most common fingerprint becomes known.
+			unexpected := make(map[*Group]map[string]int)
 			for _, j := range js {
 				fp := fps[j.t.Schema]
+				if j.g != nil && j.g.Expect == "" {
+					if unexpected[j.g] == nil {
+						unexpected[j.g] = make(map[string]int)
+					}
+					unexpected[j.g][fp]++
+					continue
+				}
 				if (j.g != nil && fp == j.g.Expect) || slices.Contains(known[fp], r.p.Version) {
 					continue
 				}
 				bad = append(bad, j)
+			}
+			for g, counts := range unexpected {
+				var common string
+				for fp, n := range counts {
+					if n > counts[common] || (n == counts[common] && fp < common) {
+						common = fp
+					}
+				}
+				if err := recordFingerprints(ctx, st.shard.DB, r.f.roles(), r.p.Version, []string{common}); err != nil {
+					r.log.Warn("could not record a fingerprint", "shard", shard, "err", err)
+				}
+				for _, j := range js {
+					if j.g == g && fps[j.t.Schema] != common && !slices.Contains(known[fps[j.t.Schema]], r.p.Version) {
+						bad = append(bad, j)
+					}
+				}
 			}
 			for _, j := range bad {
 				r.log.Warn("verify: schema not at its expected fingerprint; repairing", "target", j.t.String(), "fingerprint", fps[j.t.Schema])
@@ -943,7 +970,7 @@ func (r *run) verify(ctx context.Context, jobs []*job) {
 // naive path), writing its ledger row in the same transaction.
 func (r *run) repair(ctx context.Context, j *job) {
 	if r.f.Desired == nil {
-		r.markDrift(j, Drift{Target: j.t, Version: r.p.Version, Differences: []string{"fingerprint differs from the version's after applying its files"}})
+		r.markDrift(j, Drift{Target: j.t, Version: r.p.Version, Differences: []string{"after applying the files, the fingerprint differs from that of the other schemas at this version"}})
 		return
 	}
 	err := func() error {
