@@ -11,6 +11,7 @@ import (
 
 	"github.com/tenantry/tenantry/examples/app/ent"
 	"github.com/tenantry/tenantry/internal/apptest"
+	"github.com/tenantry/tenantry/migrate"
 	"github.com/tenantry/tenantry/tenancy"
 )
 
@@ -111,6 +112,9 @@ func TestRoundTrip(t *testing.T) {
 			}
 			if res.Rows != man.Rows() || res.Migrated {
 				t.Errorf("result %+v", res)
+			}
+			if tc.mode == ModeSchema {
+				assertFreshCatalog(t, f, p.Schema)
 			}
 
 			// The replaced copy is kept, unusable by the app.
@@ -346,4 +350,36 @@ func countCustomers(t *testing.T, drv *tenancy.Driver, id tenancy.ID) int {
 		t.Fatalf("count customers of %s through the app: %v", id, err)
 	}
 	return n
+}
+
+// assertFreshCatalog checks that a restored own schema is, in the catalog,
+// what migrate's Apply creates (tables, keys with their deferrability,
+// row-level security forced, policies, grants): same description and same
+// fingerprint as a freshly applied schema, so that fleet migrations group
+// it with its peers.
+func assertFreshCatalog(t *testing.T, f *fixture, restored string) {
+	t.Helper()
+	ctx := context.Background()
+	const fresh = "bk_fresh_compare"
+	if _, err := apptest.ApplySchema(ctx, f.env.Clusters[0], f.env.Roles, f.desired, fresh); err != nil {
+		t.Fatal(err)
+	}
+	db := openDB(f.owner[0])
+	defer db.Close()
+	defer migrate.DropSchema(ctx, db, fresh)
+	desc, err := migrate.Describe(ctx, db, restored, fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, want := strings.Join(desc[restored], "\n"), strings.Join(desc[fresh], "\n")
+	if strings.ReplaceAll(got, restored, "S") != strings.ReplaceAll(want, fresh, "S") {
+		t.Errorf("restored schema's catalog differs from a fresh one:\n got\n%s\n want\n%s", got, want)
+	}
+	fps, err := migrate.Fingerprints(ctx, db, []string{restored, fresh}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fps[restored] != fps[fresh] {
+		t.Errorf("fingerprint of the restored schema %s, of a fresh one %s", fps[restored], fps[fresh])
+	}
 }

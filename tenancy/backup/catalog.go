@@ -273,3 +273,35 @@ func sameNames(a, b []string) bool {
 // openDB returns a database/sql handle on the pool, for migrate. Closing it
 // leaves the pool open.
 func openDB(pool *pgxpool.Pool) *sql.DB { return stdlib.OpenDBFromPool(pool) }
+
+// foreignKey is a foreign key constraint as pg_get_constraintdef prints it
+// (with an empty search_path: every table qualified).
+type foreignKey struct{ table, name, def string }
+
+// dropForeignKeys drops the foreign keys of a schema's tables and returns
+// their definitions in creation order.
+func dropForeignKeys(ctx context.Context, q querier, schema string) ([]foreignKey, error) {
+	rows, err := q.Query(ctx, `SELECT c.relname::text, k.conname::text, pg_get_constraintdef(k.oid)
+		FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE k.contype = 'f' AND n.nspname = $1 ORDER BY k.oid`, schema)
+	if err != nil {
+		return nil, fmt.Errorf("read foreign keys of %s: %w", schema, err)
+	}
+	var fks []foreignKey
+	for rows.Next() {
+		var fk foreignKey
+		if err := rows.Scan(&fk.table, &fk.name, &fk.def); err != nil {
+			return nil, err
+		}
+		fks = append(fks, fk)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read foreign keys of %s: %w", schema, err)
+	}
+	for _, fk := range fks {
+		if _, err := q.Exec(ctx, "ALTER TABLE "+qualified(schema, fk.table)+" DROP CONSTRAINT "+ident(fk.name)); err != nil {
+			return nil, fmt.Errorf("drop foreign key %s of %s: %w", fk.name, fk.table, err)
+		}
+	}
+	return fks, nil
+}
