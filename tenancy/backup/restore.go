@@ -33,7 +33,7 @@ type Target struct {
 	// Shard names the shard, for logs.
 	Shard string
 	// DB connects to the shard database as the owner role (or a superuser
-	// or member of it).
+	// or member of it). A restore holds up to three of its connections.
 	DB *pgxpool.Pool
 	// Schema is the tenant's own schema (ModeSchema) or the shared schema
 	// (ModeShared).
@@ -78,8 +78,18 @@ type RestoreResult struct {
 	Duration               time.Duration
 }
 
+// restoreConns is how many connections of Target.DB a restore holds at
+// once: its lock session, the load transaction and migrate's Apply.
+const restoreConns = 3
+
 func (t Target) validate() error {
-	return Source{DB: t.DB, Schema: t.Schema, Mode: t.Mode}.validate()
+	if err := (Source{DB: t.DB, Schema: t.Schema, Mode: t.Mode}).validate(); err != nil {
+		return err
+	}
+	if n := t.DB.Config().MaxConns; n < restoreConns {
+		return fmt.Errorf("%w: the target pool allows %d connections; a restore holds %d at once", ErrInvalid, n, restoreConns)
+	}
+	return nil
 }
 
 // Restore loads an archive into a target placement on any shard, and
