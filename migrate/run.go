@@ -309,8 +309,8 @@ func (f *Fleet) Apply(ctx context.Context, p *FleetPlan) (*Report, error) {
 			}
 		}
 	}
-	if r.halted == "" && ctx.Err() != nil {
-		r.halt(ctx.Err().Error())
+	if ctx.Err() != nil {
+		r.halt(ctx.Err().Error()) // no-op when already halted
 	}
 	applyElapsed := time.Since(applyStart)
 
