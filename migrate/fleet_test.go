@@ -19,6 +19,7 @@ import (
 	atlasmigrate "ariga.io/atlas/sql/migrate"
 	entschema "entgo.io/ent/dialect/sql/schema"
 	"entgo.io/ent/schema/field"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -411,6 +412,7 @@ func TestFleetDataFailure(t *testing.T) {
 	e := newFleetEnv(t, pgtest.Shards(t, 2))
 	targets := e.targets(5)
 	v1, v3 := newDesired(t, appmigrate.Tables), newDesired(t, withUniqueName())
+	var err error
 	e.provision(t, v1, targets)
 	bad0, bad1 := tenantSchemas(0, 5)[0], tenantSchemas(1, 5)[3] // bad0 is the first member: planning moves on
 	e.addCustomers(t, 0, bad0, "ann", "ann")
@@ -418,9 +420,15 @@ func TestFleetDataFailure(t *testing.T) {
 	e.addCustomers(t, 1, tenantSchemas(1, 5)[1], "dee", "eve")
 
 	f := e.fleet(v3, migrate.Discover{})
+	reg := prometheus.NewRegistry()
+	f.Metrics, err = migrate.NewMetrics(reg)
+	require.NoError(t, err)
 	rep := run(t, f, migrate.RunOptions{FailureBudget: -1})
 	require.ErrorIs(t, rep.Err(), migrate.ErrFailed)
 	assert.Equal(t, len(targets)-2, rep.Total.Applied)
+	assert.Equal(t, 1.0, metricValue(t, reg, "tenantry_migrate_schemas_total", migrate.OutcomeFailed, "shard0"))
+	assert.Equal(t, 5.0, metricValue(t, reg, "tenantry_migrate_schemas_total", migrate.OutcomeApplied, "shard0"))
+	assert.Equal(t, 1.0, metricValue(t, reg, "tenantry_migrate_runs_total", "failed"))
 	require.Len(t, rep.Failed, 2)
 	for _, fl := range rep.Failed {
 		assert.Contains(t, []string{bad0, bad1}, fl.Schema)
@@ -800,4 +808,27 @@ func mustAtoi(t *testing.T, s string) int {
 	n, err := strconv.Atoi(s)
 	require.NoError(t, err)
 	return n
+}
+
+// metricValue returns the value of the counter name whose label values,
+// in the order of the label names, are values.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, values ...string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			var got []string
+			for _, l := range m.GetLabel() {
+				got = append(got, l.GetValue())
+			}
+			if slices.Equal(got, values) {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
