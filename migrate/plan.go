@@ -375,6 +375,17 @@ func (f *Fleet) planOn(ctx context.Context, p *FleetPlan, st *shardState, g *Gro
 			return fmt.Errorf("statement with arguments cannot be planned for a group: %s", s.cmd)
 		}
 	}
+	if !sp.empty() {
+		// The plan must converge: a second pass finds nothing left to do,
+		// so the fingerprint after it is a state of the version.
+		again, err := f.Desired.reconcile(ctx, tx, rep.Schema, f.roles(), reconcileOptions{allowDestructive: true, schemaRef: quotedToken})
+		if err != nil {
+			return err
+		}
+		if !again.empty() {
+			return fmt.Errorf("the plan does not converge: a second pass would still run %q", again.statements(rep.Schema))
+		}
+	}
 	if g.Expect, err = fingerprintTx(ctx, tx, rep.Schema); err != nil {
 		return err
 	}
