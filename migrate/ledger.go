@@ -115,11 +115,6 @@ var ledgerDDL = []string{
 // sqlstateChanged is raised by tenantry.expect_version.
 const sqlstateChanged = "TR409"
 
-// ErrChangedConcurrently is wrapped when a schema's ledger version changed
-// between planning and applying: another run migrated it. Nothing was
-// changed by this run; planning again picks up the new state.
-var ErrChangedConcurrently = errors.New("migrate: schema changed by another run since planning")
-
 // EnsureLedger creates the ledger schema, tables and functions on a shard
 // database if they are missing. db connects as the owner role, a member of
 // it, or a superuser (who then acts as the owner). It is idempotent and
