@@ -832,3 +832,40 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, values ...
 	}
 	return 0
 }
+
+// TestFleetConcurrentRuns: two runs of the same change at once migrate each
+// schema exactly once (the advisory lock and the ledger version check).
+func TestFleetConcurrentRuns(t *testing.T) {
+	e := newFleetEnv(t, pgtest.Shards(t, 1))
+	e.shards = e.shards[:1]
+	var targets migrate.TargetList
+	for _, s := range tenantSchemas(0, 12) {
+		targets = append(targets, migrate.Target{Shard: "shard0", Schema: s})
+	}
+	v1, v2 := newDesired(t, appmigrate.Tables), newDesired(t, v2Tables())
+	e.provision(t, v1, targets)
+	f := e.fleet(v2, targets)
+	p1, err := f.Plan(t.Context(), migrate.RunOptions{Concurrency: 2})
+	require.NoError(t, err)
+	p2, err := f.Plan(t.Context(), migrate.RunOptions{Concurrency: 2})
+	require.NoError(t, err)
+	var reps [2]*migrate.Report
+	var wg sync.WaitGroup
+	for i, p := range []*migrate.FleetPlan{p1, p2} {
+		wg.Go(func() {
+			var err error
+			reps[i], err = f.Apply(t.Context(), p)
+			assert.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	for _, r := range reps {
+		require.NoError(t, r.Err())
+	}
+	assert.Equal(t, 12, reps[0].Total.Applied+reps[1].Total.Applied, "each schema migrated by exactly one run")
+	rows := appliedRows(t, e.shards[0].DB, v2.Version())
+	require.Len(t, rows, 12)
+	for schema, n := range rows {
+		assert.Equal(t, 1, n, schema)
+	}
+}
