@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -88,4 +89,18 @@ func row(out, first string) []string {
 		}
 	}
 	return []string{"(no row " + first + ")", "", "", "", ""}
+}
+
+func TestProgressLine(t *testing.T) {
+	var out bytes.Buffer
+	b := &progressLine{w: &out, shards: make(map[string]migrate.Counts), total: 4}
+	b.start = b.start.Add(-time.Second)
+	for i, shard := range []string{"s0", "s1", "s0", "s1"} {
+		c := migrate.Counts{Applied: i/2 + 1}
+		b.update(migrate.Progress{Target: migrate.Target{Shard: shard}, Shard: c, Total: migrate.Counts{Applied: i + 1}})
+	}
+	b.clear()
+	assert.Contains(t, out.String(), "\r\033[K4/4 100.0% | s0 2✓ 0✗ | s1 2✓ 0✗ | 0 retries")
+	assert.True(t, strings.HasSuffix(out.String(), "\r\033[K"))
+	assert.False(t, isTerminal(&out))
 }
