@@ -154,7 +154,9 @@ func (d *Driver) acquire(ctx context.Context, readOnly bool) (lease, error) {
 		}
 		return lease{}, fmt.Errorf("tenancy: shard %q: %w", p.Shard.Name, err)
 	}
-	return lease{conn: conn, st: stateOf(conn.Conn(), d.cacheSize), p: p, gate: d.gate, settings: settings}, nil
+	st := stateOf(conn.Conn(), d.cacheSize)
+	st.path = settings[0]
+	return lease{conn: conn, st: st, p: p, gate: d.gate, settings: settings}, nil
 }
 
 func (l *lease) release() {
