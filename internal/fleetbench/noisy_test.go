@@ -41,6 +41,7 @@ var (
 	nnCapConns = flag.Int("fleetbench.noisy.maxconns", 1, "BenchmarkNoisyNeighborFleet: the aggressor plan's MaxConns")
 	nnCapRate  = flag.Float64("fleetbench.noisy.ratelimit", 5, "BenchmarkNoisyNeighborFleet: the aggressor plan's RatePerSec, in victim rates")
 	nnCapQueue = flag.Duration("fleetbench.noisy.queuetimeout", 50*time.Millisecond, "BenchmarkNoisyNeighborFleet: the aggressor plan's QueueTimeout")
+	nnPrecheck = flag.Bool("fleetbench.noisy.precheck", true, "BenchmarkNoisyNeighborFleet: in the gated phases every request first asks admission.Gate.Check, as the app's middleware does, so a throttled tenant is refused before its query is built")
 )
 
 // noisyParams is one configuration of the noisy-neighbour workload.
@@ -121,6 +122,7 @@ type noisyEnv struct {
 	f         *fleetbench.Fleet
 	aggressor int   // index of the aggressor in f.Tenants
 	victims   []int // indexes of the victims
+	gate      *admission.Gate
 	gated     *ent.Client
 	plain     *ent.Client
 	ctxs      []context.Context
@@ -199,7 +201,7 @@ func newNoisyEnv(tb testing.TB, p noisyParams) *noisyEnv {
 	obs := &waitObserver{aggressor: f.Tenants[0].ID}
 	gate := admission.New(admission.Config{RateLimiter: ratelimit.NewLocal(), Observer: obs})
 	e := &noisyEnv{
-		p: p, f: f, aggressor: 0, obs: obs,
+		p: p, f: f, aggressor: 0, obs: obs, gate: gate,
 		gated: ent.NewClient(ent.Driver(tenancy.NewDriver(res, tenancy.WithGate(gate)))),
 		plain: ent.NewClient(ent.Driver(tenancy.NewDriver(res))),
 		ctxs:  tenantContexts(ctx, f),
@@ -341,9 +343,18 @@ func (e *noisyEnv) runSlice(ph noisyPhase, r *noisyResult) {
 		orng := rand.New(rand.NewPCG(uint64(began.UnixNano()), uint64(ev.at)))
 		if ev.who >= 0 { // a victim
 			vi := e.victims[ev.who]
-			ctx, cancel := context.WithTimeout(e.ctxs[vi], e.p.victimTimeout)
-			write, err := w.op(ctx, orng, &e.f.Tenants[vi])
-			cancel()
+			var (
+				write bool
+				err   error
+			)
+			if ph.gate && *nnPrecheck {
+				err = e.gate.Check(e.f.Tenants[vi].ID)
+			}
+			if err == nil {
+				ctx, cancel := context.WithTimeout(e.ctxs[vi], e.p.victimTimeout)
+				write, err = w.op(ctx, orng, &e.f.Tenants[vi])
+				cancel()
+			}
 			done := time.Now()
 			if !counted {
 				return
@@ -376,9 +387,15 @@ func (e *noisyEnv) runSlice(ph noisyPhase, r *noisyResult) {
 			}
 			return
 		}
-		ctx, cancel := context.WithTimeout(e.ctxs[e.aggressor], e.p.requestTimeout)
-		err := e.aggressorOp(ctx, client, w, orng)
-		cancel()
+		var err error
+		if ph.gate && *nnPrecheck {
+			err = e.gate.Check(e.f.Tenants[e.aggressor].ID)
+		}
+		if err == nil {
+			ctx, cancel := context.WithTimeout(e.ctxs[e.aggressor], e.p.requestTimeout)
+			err = e.aggressorOp(ctx, client, w, orng)
+			cancel()
+		}
 		inflight.Add(-1)
 		if !counted {
 			return

@@ -16,7 +16,9 @@ import (
 // BenchmarkThrottledRequest is what one rejected request of
 // BenchmarkNoisyNeighborFleet's aggressor costs the app process: the
 // generated client builds the query (interceptors, SQL builder) before the
-// driver asks the gate, whose rate limiter refuses it.
+// driver asks the gate, whose rate limiter refuses it (client), against
+// asking admission.Gate.Check first, as the app's middleware does
+// (gate_check).
 //
 //	go test ./internal/fleetbench -run '^$' -bench ThrottledRequest -benchtime 3s
 func BenchmarkThrottledRequest(b *testing.B) {
@@ -40,11 +42,22 @@ func BenchmarkThrottledRequest(b *testing.B) {
 	if _, err := client.Order.Query().Count(ctx); err != nil { // takes the one token
 		b.Fatal(err)
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		_, err := client.Order.Query().Where(order.StatusEQ(order.StatusPlaced)).Aggregate(ent.Sum(order.FieldTotalCents)).Int(ctx)
-		if !errors.Is(err, ratelimit.ErrThrottled) {
-			b.Fatalf("want ErrThrottled, got %v", err)
+	b.Run("client", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, err := client.Order.Query().Where(order.StatusEQ(order.StatusPlaced)).Aggregate(ent.Sum(order.FieldTotalCents)).Int(ctx)
+			if !errors.Is(err, ratelimit.ErrThrottled) {
+				b.Fatalf("want ErrThrottled, got %v", err)
+			}
 		}
-	}
+	})
+	// What the app's middleware pays when it asks the gate first.
+	b.Run("gate_check", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := gate.Check(f.Tenants[0].ID); !errors.Is(err, ratelimit.ErrThrottled) {
+				b.Fatalf("want ErrThrottled, got %v", err)
+			}
+		}
+	})
 }

@@ -64,6 +64,7 @@ type Gate struct {
 	quantum int64
 	shards  sync.Map // keyOf(*tenancy.Shard) -> *shard
 	mu      sync.Mutex
+	refused refusals
 }
 
 var _ tenancy.Gate = (*Gate)(nil)
@@ -213,7 +214,14 @@ func (g *Gate) Enter(ctx context.Context, p *tenancy.Placement) error {
 		return nil
 	}
 	if g.cfg.RateLimiter != nil {
-		if err := g.cfg.RateLimiter.Allow(ctx, p); err != nil {
+		now := nanotime()
+		err := g.refused.get(p.Tenant, now)
+		if err == nil {
+			if err = g.cfg.RateLimiter.Allow(ctx, p); err != nil {
+				g.refused.note(p.Tenant, err, now)
+			}
+		}
+		if err != nil {
 			if g.cfg.Observer != nil {
 				g.cfg.Observer.Rejected(p, err, 0)
 			}
