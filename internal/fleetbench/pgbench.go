@@ -81,10 +81,16 @@ var (
 	latencyRE = regexp.MustCompile(`(?m)^latency average = ([0-9.]+) ms`)
 )
 
-// RunPgbench runs the select-only built-in script (`pgbench -S -M prepared`)
-// on PgbenchDatabase with clients connections and threads threads for d
+// RunPgbench runs the select-only built-in script (`pgbench -S -M mode`;
+// mode is simple, pgbench's default, extended or prepared) on
+// PgbenchDatabase with clients connections and threads threads for d
 // (whole seconds), logging every transaction to compute percentiles.
-func RunPgbench(ctx context.Context, c *pgtest.Cluster, clients, threads int, d time.Duration) (*PgbenchResult, error) {
+func RunPgbench(ctx context.Context, c *pgtest.Cluster, mode string, clients, threads int, d time.Duration) (*PgbenchResult, error) {
+	switch mode {
+	case "simple", "extended", "prepared":
+	default:
+		return nil, fmt.Errorf("fleetbench: pgbench query mode %q: want simple, extended or prepared", mode)
+	}
 	path, err := pgbenchPath(c)
 	if err != nil {
 		return nil, err
@@ -95,7 +101,7 @@ func RunPgbench(ctx context.Context, c *pgtest.Cluster, clients, threads int, d 
 		return nil, err
 	}
 	defer os.RemoveAll(logDir)
-	args := []string{"-S", "-M", "prepared", "-n",
+	args := []string{"-S", "-M", mode, "-n",
 		"-c", strconv.Itoa(clients), "-j", strconv.Itoa(threads), "-T", strconv.Itoa(secs),
 		"-l", "--log-prefix=" + filepath.Join(logDir, "tx")}
 	cmd := exec.CommandContext(ctx, path, append(args, c.DSN("postgres", PgbenchDatabase))...)

@@ -51,13 +51,15 @@ func TestFleetThroughputSmoke(t *testing.T) {
 	p := tpParams{
 		spec:    fleetbench.Spec{Name: "tpsmoke", Own: 3, Shared: 3, SharedSchemas: 1, Customers: 5},
 		configs: []tpConfig{{4, 4}},
-		clients: 4, scale: 1,
+		clients: 4, modes: []string{"simple", "prepared"}, scale: 1,
 		slice: time.Second, warmup: 200 * time.Millisecond, rounds: 1,
 	}
-	pg, res, cmd := measureThroughput(t, p)
-	reportThroughput(t.Logf, p, pg, res, cmd)
-	if pg.ops == 0 || len(pg.lat) == 0 || pg.lat.Quantile(0.99) <= 0 {
-		t.Errorf("pgbench: %d transactions, %d latencies", pg.ops, len(pg.lat))
+	pgs, res := measureThroughput(t, p)
+	reportThroughput(t.Logf, p, pgs, res)
+	for _, pg := range pgs {
+		if pg.ops == 0 || len(pg.lat) == 0 || pg.lat.Quantile(0.99) <= 0 {
+			t.Errorf("%s: %d transactions, %d latencies", pg.name, pg.ops, len(pg.lat))
+		}
 	}
 	for _, r := range res {
 		if r.ops == 0 || r.errors > 0 {

@@ -25,6 +25,7 @@ var (
 	tpRounds  = flag.Int("fleetbench.rounds", 2, "BenchmarkFleetThroughput: interleaved rounds; each variant is measured rounds*slice")
 	tpConfigs = flag.String("fleetbench.configs", "4x4,8x8,16x8,16x16", "BenchmarkFleetThroughput: tenantry configurations, goroutines x pool connections")
 	tpClients = flag.Int("fleetbench.pgbench", 8, "BenchmarkFleetThroughput: pgbench -c (clients); -j is 2")
+	tpModes   = flag.String("fleetbench.pgbench.modes", "simple,prepared", "BenchmarkFleetThroughput: pgbench -M query modes to measure (simple is pgbench -S's default; prepared is the stricter ceiling)")
 	tpWrites  = flag.Float64("fleetbench.writes", 0.10, "BenchmarkFleetThroughput: share of small writes")
 )
 
@@ -56,6 +57,7 @@ type tpResult struct {
 	elapsed  time.Duration
 	lat      fleetbench.Latencies
 	tps      float64       // pgbench only: its own tps figures, weighted by duration
+	cmd      string        // pgbench only: its command line
 	client   time.Duration // CPU time of the client (this process, or pgbench)
 	server   time.Duration // CPU time of the server processes
 }
@@ -179,7 +181,8 @@ func (tr *tpRunner) loop(r *tpResult, d time.Duration) {
 type tpParams struct {
 	spec          fleetbench.Spec
 	configs       []tpConfig
-	clients       int // pgbench -c
+	clients       int      // pgbench -c
+	modes         []string // pgbench -M
 	scale         int // pgbench -i -s
 	slice, warmup time.Duration
 	rounds        int
@@ -188,7 +191,7 @@ type tpParams struct {
 // measureThroughput runs pgbench and every tenantry configuration for
 // p.slice each, p.rounds times, in an order rotated by one each round, so
 // that all variants meet the same machine noise.
-func measureThroughput(tb testing.TB, p tpParams) (pg *tpResult, res []*tpResult, pgCmd string) {
+func measureThroughput(tb testing.TB, p tpParams) (pgs []*tpResult, res []*tpResult) {
 	f := fleetFor(tb, p.spec)
 	ctx := context.Background()
 	start := time.Now()
@@ -203,16 +206,19 @@ func measureThroughput(tb testing.TB, p tpParams) (pg *tpResult, res []*tpResult
 		defer runners[i].close()
 		res[i] = &tpResult{name: "tenantry " + cfg.String()}
 	}
-	pg = &tpResult{name: fmt.Sprintf("pgbench -S -c %d -j 2", p.clients)}
-	runPgbench := func(round int) {
+	for _, mode := range p.modes {
+		pgs = append(pgs, &tpResult{name: fmt.Sprintf("pgbench -S -M %s -c %d", mode, p.clients)})
+	}
+	runPgbench := func(round, i int) {
+		pg := pgs[i]
 		s0 := serverCPU(f)
-		pr, err := fleetbench.RunPgbench(ctx, f.Cluster, p.clients, 2, p.slice)
+		pr, err := fleetbench.RunPgbench(ctx, f.Cluster, p.modes[i], p.clients, 2, p.slice)
 		if err != nil {
 			tb.Fatal(err)
 		}
 		pg.server += serverCPU(f) - s0
 		pg.client += pr.ClientCPU
-		pgCmd = pr.Command
+		pg.cmd = pr.Command
 		pg.ops += pr.Transactions
 		pg.tps += pr.TPS * pr.Duration.Seconds()
 		pg.elapsed += pr.Duration
@@ -224,30 +230,45 @@ func measureThroughput(tb testing.TB, p tpParams) (pg *tpResult, res []*tpResult
 		runners[i].run(res[i], p.slice)
 		tb.Logf("round %d: %-26s %8.0f ops/s", round+1, res[i].name, float64(res[i].ops-before)/(res[i].elapsed-el).Seconds())
 	}
-	n := 1 + len(runners)
+	n := len(pgs) + len(runners)
 	for round := range p.rounds {
 		for k := range n {
-			if v := (k + round) % n; v == 0 {
-				runPgbench(round)
+			if v := (k + round) % n; v < len(pgs) {
+				runPgbench(round, v)
 			} else {
-				runTenantry(round, v-1)
+				runTenantry(round, v-len(pgs))
 			}
 		}
 	}
-	pg.lat.Sorted()
-	for _, r := range res {
+	for _, r := range append(pgs, res...) {
 		r.lat.Sorted()
 	}
-	return pg, res, pgCmd
+	return pgs, res
 }
 
-func reportThroughput(logf func(string, ...any), p tpParams, pg *tpResult, res []*tpResult, pgCmd string) {
-	logf("fleet: %d tenants (%d in own schemas, %d in %d shared schemas), %.0f%% small writes; %d rounds x %s per variant; pgbench: %s",
-		p.spec.Own+p.spec.Shared, p.spec.Own, p.spec.Shared, max(1, p.spec.SharedSchemas), 100**tpWrites, p.rounds, p.slice, pgCmd)
-	logf("%-26s %9s %8s %8s %8s %7s %-20s %s", "variant", "QPS", "p50 ms", "p99 ms", "max ms", "/pgb", "CPU µs/op cli+srv", "writes, errors")
-	logf("%-26s %9.0f %8.2f %8.2f %8.2f %7s %-20s", pg.name, pg.qps(), fleetbench.Ms(pg.lat.Quantile(0.5)), fleetbench.Ms(pg.lat.Quantile(0.99)), fleetbench.Ms(pg.lat.Quantile(1)), "1.00", pg.cpuPerOp())
+func reportThroughput(logf func(string, ...any), p tpParams, pgs, res []*tpResult) {
+	logf("fleet: %d tenants (%d in own schemas, %d in %d shared schemas), %.0f%% small writes; %d rounds x %s per variant",
+		p.spec.Own+p.spec.Shared, p.spec.Own, p.spec.Shared, max(1, p.spec.SharedSchemas), 100**tpWrites, p.rounds, p.slice)
+	for _, pg := range pgs {
+		logf("  %s", pg.cmd)
+	}
+	head := fmt.Sprintf("%-26s %9s %8s %8s %8s", "variant", "QPS", "p50 ms", "p99 ms", "max ms")
+	for i := range pgs {
+		head += fmt.Sprintf(" %7s", fmt.Sprintf("/pgb%d", i+1))
+	}
+	logf("%s %-20s %s", head, "CPU µs/op cli+srv", "writes, errors")
+	line := func(r *tpResult) string {
+		out := fmt.Sprintf("%-26s %9.0f %8.2f %8.2f %8.2f", r.name, r.qps(), fleetbench.Ms(r.lat.Quantile(0.5)), fleetbench.Ms(r.lat.Quantile(0.99)), fleetbench.Ms(r.lat.Quantile(1)))
+		for _, pg := range pgs {
+			out += fmt.Sprintf(" %7.2f", r.qps()/pg.qps())
+		}
+		return out + fmt.Sprintf(" %-20s", r.cpuPerOp())
+	}
+	for _, pg := range pgs {
+		logf("%s", line(pg))
+	}
 	for _, r := range res {
-		logf("%-26s %9.0f %8.2f %8.2f %8.2f %7.2f %-20s %d, %d", r.name, r.qps(), fleetbench.Ms(r.lat.Quantile(0.5)), fleetbench.Ms(r.lat.Quantile(0.99)), fleetbench.Ms(r.lat.Quantile(1)), r.qps()/pg.qps(), r.cpuPerOp(), r.writes, r.errors)
+		logf("%s %d, %d", line(r), r.writes, r.errors)
 	}
 }
 
@@ -262,16 +283,18 @@ func BenchmarkFleetThroughput(b *testing.B) {
 	p := tpParams{
 		spec:    fleetbench.Spec{Name: "fleet", Own: *tpOwn, Shared: *tpShared, SharedSchemas: *tpSchemas, Customers: 20},
 		configs: parseConfigs(b, *tpConfigs),
-		clients: *tpClients, scale: 10,
+		clients: *tpClients, modes: strings.Split(*tpModes, ","), scale: 10,
 		slice: *tpSlice, warmup: 2 * time.Second, rounds: *tpRounds,
 	}
 	for b.Loop() {
 		p0 := fleetbench.ReadPressure()
-		pg, res, pgCmd := measureThroughput(b, p)
-		reportThroughput(b.Logf, p, pg, res, pgCmd)
+		pgs, res := measureThroughput(b, p)
+		reportThroughput(b.Logf, p, pgs, res)
 		b.Logf("machine pressure during the run (share of time some task waited): %s", fleetbench.ReadPressure().Since(p0))
-		b.ReportMetric(pg.qps(), "pgbench-qps")
-		b.ReportMetric(fleetbench.Ms(pg.lat.Quantile(0.99)), "pgbench-p99-ms")
+		for i, pg := range pgs {
+			b.ReportMetric(pg.qps(), "pgbench-"+p.modes[i]+"-qps")
+			b.ReportMetric(fleetbench.Ms(pg.lat.Quantile(0.99)), "pgbench-"+p.modes[i]+"-p99-ms")
+		}
 		for i, r := range res {
 			if r.errors > 0 {
 				b.Errorf("%s: %d errors, first: %v", r.name, r.errors, r.firstErr)
@@ -279,7 +302,9 @@ func BenchmarkFleetThroughput(b *testing.B) {
 			name := p.configs[i].String()
 			b.ReportMetric(r.qps(), "qps-"+name)
 			b.ReportMetric(fleetbench.Ms(r.lat.Quantile(0.99)), "p99-ms-"+name)
-			b.ReportMetric(r.qps()/pg.qps(), "ratio-"+name)
+			for j, pg := range pgs {
+				b.ReportMetric(r.qps()/pg.qps(), "ratio-"+name+"-vs-"+p.modes[j])
+			}
 		}
 	}
 }
