@@ -22,11 +22,14 @@ import (
 // shard with many tenant schemas (measured: 114 against 48 µs of server time
 // per point read, internal/fleetbench BenchmarkPlanCacheSchemaSwitch). A
 // statement for a new search_path costs one extra round trip, though, and
-// with thousands of schemas a connection could spend more round trips
-// preparing than it saves in planning. So a search_path gets a statement of
-// its own only once it has run the SQL promoteAfter times on the
-// connection; until then it uses the statement another search_path
-// prepared, and the server re-plans it as before.
+// when a connection serves more (search_path, SQL) pairs than its cache
+// holds, preparing for each would trade planning for round trips and churn.
+// So the cache admits like TinyLFU: it counts every run of each pair in a
+// small aged frequency table, and a search_path gets a statement of its own
+// once it has run the SQL promoteAfter times and, when the cache is full,
+// more often than the least recently used statement it would evict. Until
+// then it borrows the statement another search_path prepared, and the
+// server re-plans it as before.
 type connState struct {
 	session [][]byte                                     // session values of the limits, read on first use
 	scopes  [1 << numLimits]*pgconn.StatementDescription // scope statements by limit mask
@@ -34,13 +37,13 @@ type connState struct {
 	path    []byte                                       // search_path of the lease using the connection
 	byPath  map[string]map[string]*list.Element          // search_path -> SQL -> element holding *stmt
 	bySQL   map[string]*list.Element                     // SQL -> the most recently prepared *stmt of any search_path
-	uses    [useSlots]uint8                              // uses of (search_path, SQL) not yet promoted, hashed
-	nuses   int                                          // increments since uses was last aged
+	freq    [freqSlots]uint8                             // runs of (search_path, SQL), hashed
+	nfreq   int                                          // runs since freq was last aged
 	seed    maphash.Seed
 	lru     list.List
 	cap     int
 	seq     uint64
-	stale   []string // forgotten statements still to deallocate on the server
+	stale   []string // statements to deallocate with the next prepare
 	eqb     pgx.ExtendedQueryBuilder
 	batch   pgconn.Batch
 }
@@ -48,16 +51,17 @@ type connState struct {
 // stmt is a prepared statement and the search_path it was prepared under.
 type stmt struct {
 	path string
+	slot uint32 // of (path, SQL) in connState.freq
 	sd   *pgconn.StatementDescription
 }
 
 const (
 	connStateKey = "tenantry"
-	// promoteAfter is how many runs of one SQL under one search_path,
-	// borrowing another path's statement, earn it a statement of its own:
-	// about when the planning saved pays for the extra round trip.
+	// promoteAfter is how many runs of one SQL under one search_path earn
+	// it a statement of its own: about when the planning saved pays for
+	// the extra round trip.
 	promoteAfter = 3
-	useSlots     = 1024
+	freqSlots    = 4096
 )
 
 func stateOf(c *pgx.Conn, capacity int) *connState {
@@ -75,50 +79,51 @@ func stateOf(c *pgx.Conn, capacity int) *connState {
 	return st
 }
 
-// lookup returns the statement to run sql under st.path: the path's own,
-// or another path's while the path has not earned one (then ok is false).
-func (st *connState) lookup(sql string) (sd *pgconn.StatementDescription, own bool) {
+// lookup returns the statement to run sql with under st.path (the path's
+// own, or one borrowed from another path) and the slot of (st.path, sql)
+// in the frequency table; nil means prepare one for st.path.
+func (st *connState) lookup(sql string) (*pgconn.StatementDescription, uint32) {
+	slot := st.run(sql)
 	if e, ok := st.byPath[string(st.path)][sql]; ok {
 		st.lru.MoveToFront(e)
-		return e.Value.(*stmt).sd, true
+		return e.Value.(*stmt).sd, slot
 	}
 	e, ok := st.bySQL[sql]
 	if !ok {
-		return nil, false
+		return nil, slot
 	}
-	if st.used(sql) >= promoteAfter {
-		return nil, false
+	if n := st.freq[slot]; n >= promoteAfter &&
+		(st.lru.Len() < st.cap || n > st.freq[st.lru.Back().Value.(*stmt).slot]) {
+		return nil, slot
 	}
 	st.lru.MoveToFront(e)
-	return e.Value.(*stmt).sd, false
+	return e.Value.(*stmt).sd, slot
 }
 
-// used counts one more run of sql under st.path and returns the count. The
-// counts live in a fixed table (a collision only promotes early) and are
-// halved every few thousand runs, so paths that ran long ago lose their
-// claim.
-func (st *connState) used(sql string) uint8 {
+// run counts one more run of sql under st.path and returns its slot. The
+// counts live in a fixed table (a collision only overstates a pair) and are
+// halved every few runs per slot, so that what ran long ago loses its claim.
+func (st *connState) run(sql string) uint32 {
 	var h maphash.Hash
 	h.SetSeed(st.seed)
 	h.Write(st.path)
 	h.WriteByte(0)
 	h.WriteString(sql)
-	i := h.Sum64() % useSlots
-	if st.uses[i] < 255 {
-		st.uses[i]++
+	slot := uint32(h.Sum64() % freqSlots)
+	if st.freq[slot] < 255 {
+		st.freq[slot]++
 	}
-	if st.nuses++; st.nuses >= 4*useSlots {
-		st.nuses = 0
-		for j := range st.uses {
-			st.uses[j] /= 2
+	if st.nfreq++; st.nfreq >= 4*freqSlots {
+		st.nfreq = 0
+		for i := range st.freq {
+			st.freq[i] /= 2
 		}
 	}
-	return st.uses[i]
+	return slot
 }
 
 // forget drops the statements sql could run with under st.path, because
-// the server-side copy is gone or stale; their names are deallocated at the
-// next prepare outside a transaction.
+// the server-side copy is gone or stale.
 func (st *connState) forget(sql string) {
 	if e, ok := st.byPath[string(st.path)][sql]; ok {
 		st.remove(e)
@@ -154,49 +159,33 @@ func (st *connState) nextName() string {
 // table names, so it must happen under the tenant's search_path: with scope
 // values (outside a transaction, or before its first statement) it runs in
 // an implicit transaction after them; without (inside a transaction that
-// has them) it runs as is. A miss costs one extra round trip.
+// has them) it runs as is. A miss costs one extra round trip, which also
+// carries the deallocation of evicted statements.
 func (st *connState) prepare(ctx context.Context, c *pgx.Conn, v *scopeValues, sql string) (*pgconn.StatementDescription, error) {
-	if sd, _ := st.lookup(sql); sd != nil {
+	sd, slot := st.lookup(sql)
+	if sd != nil {
 		return sd, nil
 	}
-	pc := c.PgConn()
-	if v != nil { // not inside a server transaction
-		for _, name := range st.stale {
-			// The statement may be gone already (26000); either way it is
-			// no longer ours.
-			_ = pc.Deallocate(ctx, name)
-		}
-		st.stale = st.stale[:0]
-	}
 	if st.lru.Len() >= st.cap {
-		oldest := st.lru.Back()
-		st.remove(oldest)
-		name := st.stale[len(st.stale)-1]
-		st.stale = st.stale[:len(st.stale)-1]
-		if err := pc.Deallocate(ctx, name); err != nil {
-			return nil, fmt.Errorf("tenancy: deallocate %s: %w", name, err)
+		st.remove(st.lru.Back())
+	}
+	var (
+		scope *pgconn.StatementDescription
+		vals  [][]byte
+		err   error
+	)
+	if v != nil {
+		if scope, vals, err = st.scope(ctx, c, v); err != nil {
+			return nil, err
 		}
 	}
 	name := st.nextName()
-	var (
-		sd  *pgconn.StatementDescription
-		err error
-	)
-	if v == nil {
-		sd, err = pc.Prepare(ctx, name, sql, nil)
-	} else {
-		scope, vals, serr := st.scope(ctx, c, v)
-		if serr != nil {
-			return nil, serr
-		}
-		sd, err = prepareScoped(ctx, pc, scope, vals, name, sql)
-	}
-	if err != nil {
+	if sd, err = st.send(ctx, c.PgConn(), scope, vals, name, sql); err != nil {
 		return nil, err
 	}
 	sd.Name, sd.SQL = name, sql
 	path := string(st.path)
-	e := st.lru.PushFront(&stmt{path: path, sd: sd})
+	e := st.lru.PushFront(&stmt{path: path, slot: slot, sd: sd})
 	m := st.byPath[path]
 	if m == nil {
 		m = make(map[string]*list.Element)
@@ -207,15 +196,33 @@ func (st *connState) prepare(ctx context.Context, c *pgx.Conn, v *scopeValues, s
 	return sd, nil
 }
 
-func prepareScoped(ctx context.Context, pc *pgconn.PgConn, scope *pgconn.StatementDescription, settings [][]byte, name, sql string) (*pgconn.StatementDescription, error) {
+// send deallocates the stale statements and prepares sql as name, after the
+// scope statement when there is one, in one round trip.
+func (st *connState) send(ctx context.Context, pc *pgconn.PgConn, scope *pgconn.StatementDescription, settings [][]byte, name, sql string) (*pgconn.StatementDescription, error) {
 	p := pc.StartPipeline(ctx)
-	p.SendQueryStatement(scope, settings, nil, nil)
+	for _, old := range st.stale {
+		p.SendDeallocate(old) // Close: no error if the statement is gone already
+	}
+	if scope != nil {
+		p.SendQueryStatement(scope, settings, nil, nil)
+	}
 	p.SendPrepare(name, sql, nil)
 	if err := p.Sync(); err != nil {
 		return nil, err
 	}
+	var err error
+	for range st.stale {
+		if _, err = p.GetResults(); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		st.stale = st.stale[:0]
+		if scope != nil {
+			err = drainScope(p)
+		}
+	}
 	var sd *pgconn.StatementDescription
-	err := drainScope(p)
 	if err == nil {
 		var res any
 		res, err = p.GetResults()
