@@ -42,7 +42,7 @@ type Desired struct {
 	migrate *entschema.Atlas   // converts tables to an Atlas schema
 	tenant  map[string]bool    // names of tenant-scoped tables
 	names   []string           // all table names, sorted
-	indexes []guardIndex       // unique (tenant_id, ref...) indexes
+	indexes []guardIndex       // unique (tenant_id, ref...) indexes; (fk..., tenant_id) indexes
 	fks     []guardFK          // composite tenant foreign keys
 
 	policies sync.Map // server_version_num → policyText
@@ -50,10 +50,16 @@ type Desired struct {
 }
 
 // guardIndex is a unique index on (tenant_id, refcols...) that a composite
-// tenant foreign key references.
+// tenant foreign key references, or a plain index on (cols..., tenant_id)
+// of the referencing table. Without the latter, deleting a referenced row
+// (or changing its key) scans the whole referencing table for each of the
+// two foreign keys' checks, which in a shared schema holds every tenant's
+// rows. Leading with the foreign key's own columns serves both checks:
+// Ent's key (cols...) and the guard (tenant_id, cols...).
 type guardIndex struct {
 	table, name string
 	columns     []string
+	unique      bool
 }
 
 // guardFK is a composite foreign key (tenant_id, cols...) →
@@ -161,7 +167,11 @@ func (d *Desired) computeVersion(s *atlas.Schema) (string, error) {
 	h.Write(hcl)
 	fmt.Fprintf(h, "\ntenant tables %q\npolicy %s %q\n", d.TenantTables(), PolicyName, PolicyExpr)
 	for _, g := range d.indexes {
-		fmt.Fprintf(h, "guard index %q %q %q\n", g.table, g.name, g.columns)
+		if g.unique {
+			fmt.Fprintf(h, "guard index %q %q %q\n", g.table, g.name, g.columns)
+		} else {
+			fmt.Fprintf(h, "guard fk index %q %q %q\n", g.table, g.name, g.columns)
+		}
 	}
 	for _, g := range d.fks {
 		fmt.Fprintf(h, "guard fk %q %q %q %q %q %s %s %v\n", g.table, g.symbol, g.columns, g.ref, g.refColumns, g.onDelete, g.onUpdate, g.deferred)
@@ -214,7 +224,10 @@ func (d *Desired) State(schemaName string) (*atlas.Schema, error) {
 	}
 	for _, g := range d.indexes {
 		t, _ := s.Table(g.table)
-		idx := atlas.NewUniqueIndex(g.name)
+		idx := atlas.NewIndex(g.name)
+		if g.unique {
+			idx = atlas.NewUniqueIndex(g.name)
+		}
 		for _, c := range g.columns {
 			col, _ := t.Column(c)
 			idx.AddColumns(col)
@@ -285,11 +298,21 @@ func (d *Desired) planGuards() error {
 					return fmt.Errorf("guard index %q on %q: name taken by %s", name, ref.Name, what)
 				}
 				names[name] = "index " + name
-				d.indexes = append(d.indexes, guardIndex{table: ref.Name, name: name, columns: grefs})
+				d.indexes = append(d.indexes, guardIndex{table: ref.Name, name: name, columns: grefs, unique: true})
 			}
 			sym := symbol(fk.Symbol + "_tenant")
 			if slices.ContainsFunc(t.ForeignKeys, func(f *entschema.ForeignKey) bool { return f.Symbol == sym }) {
 				return fmt.Errorf("guard foreign key %q on %q: name taken by one of its foreign keys", sym, t.Name)
+			}
+			if icols := append(slices.Clone(cols), TenantColumn); !hasIndexPrefix(t, cols) && !slices.ContainsFunc(d.indexes, func(g guardIndex) bool {
+				return g.table == t.Name && slices.Equal(g.columns, icols)
+			}) {
+				name := symbol(t.Name + "_" + strings.Join(icols, "_") + "_fk")
+				if what, ok := names[name]; ok {
+					return fmt.Errorf("guard index %q on %q: name taken by %s", name, t.Name, what)
+				}
+				names[name] = "index " + name
+				d.indexes = append(d.indexes, guardIndex{table: t.Name, name: name, columns: icols})
 			}
 			g := guardFK{table: t.Name, symbol: sym, columns: gcols, ref: ref.Name, refColumns: grefs}
 			var deferDelete, deferUpdate bool
@@ -300,6 +323,21 @@ func (d *Desired) planGuards() error {
 		}
 	}
 	return nil
+}
+
+// hasIndexPrefix reports whether t has an index (or primary key) whose
+// leading columns are cols, in order, so that lookups by cols use it.
+func hasIndexPrefix(t *entschema.Table, cols []string) bool {
+	lead := func(idx []string) bool { return len(idx) >= len(cols) && slices.Equal(idx[:len(cols)], cols) }
+	if lead(columnNames(t.PrimaryKey)) {
+		return true
+	}
+	for _, idx := range t.Indexes {
+		if (idx.Annotation == nil || idx.Annotation.Where == "") && lead(columnNames(idx.Columns)) {
+			return true
+		}
+	}
+	return false
 }
 
 // hasUniqueKey reports whether t has a primary key or a plain unique index

@@ -159,6 +159,17 @@ func TestApply(t *testing.T) {
 		assert.NotContains(t, s, "public", "statements land in the schema only")
 	}
 
+	// Every foreign key, Ent's and the guards, has an index leading with
+	// one of its own columns (not tenant_id, which selects nothing in a
+	// tenant's schema): deleting a customer must not scan every order.
+	assert.Empty(t, e.queryStrings(t, `
+		SELECT c.conrelid::regclass::text || '.' || c.conname FROM pg_constraint c
+		WHERE c.contype = 'f' AND c.connamespace = 'tenant_a'::regnamespace
+		AND NOT EXISTS (
+			SELECT FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+			WHERE i.indrelid = c.conrelid AND a.attnum = ANY (c.conkey) AND a.attname <> 'tenant_id')
+		ORDER BY 1`), "foreign keys without an index on their columns")
+
 	second := e.apply(t, d, e.owner, "tenant_a")
 	assert.Empty(t, second.Statements, "second Apply must change nothing")
 	assert.False(t, second.Changed())
