@@ -93,11 +93,11 @@ type Result struct {
 // Class sums up the measured requests of one class of tenants.
 type Class struct {
 	Tenants   int
-	Offered   int64             // requests scheduled
-	Shed      int64             // not sent (aggressor only)
-	Kinds     [numKinds]int64   // outcomes by kind; Kinds[OK] succeeded
+	Offered   int64              // requests scheduled
+	Shed      int64              // not sent (aggressor only)
+	Kinds     [numKinds]int64    // outcomes by kind; Kinds[OK] succeeded
 	Latencies openloop.Latencies // of successful requests, sorted
-	FirstErr  map[Kind]error    // the first error of each kind
+	FirstErr  map[Kind]error     // the first error of each kind
 }
 
 // Errors returns how many requests failed.
