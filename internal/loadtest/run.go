@@ -125,6 +125,10 @@ type Report struct {
 	// values mean the machine could not keep the schedule, and latencies
 	// include that.
 	LagP99, LagMax time.Duration
+	// Pressure is the machine's CPU and I/O pressure during the run (Linux
+	// PSI: the share of time some task waited), e.g. "cpu 12%, io 0%". On a
+	// shared machine it tells a disturbed run from a quiet one.
+	Pressure string
 }
 
 // QPS returns a class's successful requests per second.
@@ -184,6 +188,7 @@ func Run(ctx context.Context, target Target, cfg Config) (*Report, error) {
 		lags     = make(openloop.Latencies, 0, len(events))
 	)
 	start := time.Now().Add(20 * time.Millisecond)
+	p0 := openloop.ReadPressure()
 	stopProgress := make(chan struct{})
 	if cfg.Progress != nil {
 		go progress(cfg.Progress, start, cfg.Warmup+cfg.Duration, len(events), &done, &failed, stopProgress)
@@ -255,6 +260,7 @@ func Run(ctx context.Context, target Target, cfg Config) (*Report, error) {
 		}
 	})
 	wg.Wait()
+	rep.Pressure = openloop.ReadPressure().Since(p0)
 	close(stopProgress)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("loadtest: run interrupted: %w", err)
@@ -301,7 +307,7 @@ func (r *Report) Write(w io.Writer) {
 			openloop.Ms(row.c.Quantile(0.5)), openloop.Ms(row.c.Quantile(0.99)), openloop.Ms(row.c.Quantile(0.999)),
 			k[Throttled], k[Busy], k[ShardDown], k[Timeout], k[Other], row.c.Shed)
 	}
-	fmt.Fprintf(w, "generator lag p99 %.2f ms, max %.2f ms (latencies count from the scheduled start)\n", openloop.Ms(r.LagP99), openloop.Ms(r.LagMax))
+	fmt.Fprintf(w, "generator lag p99 %.2f ms, max %.2f ms (latencies count from the scheduled start); machine pressure %s\n", openloop.Ms(r.LagP99), openloop.Ms(r.LagMax), r.Pressure)
 	for _, row := range []struct {
 		name string
 		c    *Class
