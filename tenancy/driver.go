@@ -137,6 +137,7 @@ func (d *Driver) route(ctx context.Context, readOnly bool) (*Placement, *pgxpool
 // gate's admission that goes with it.
 type lease struct {
 	conn     *pgxpool.Conn
+	pool     *pgxpool.Pool
 	st       *connState
 	p        *Placement
 	gate     Gate
@@ -159,12 +160,12 @@ func (d *Driver) acquire(ctx context.Context, readOnly bool) (lease, error) {
 		if d.gate != nil {
 			d.gate.Leave(p)
 		}
-		if uerr := p.unavailable(nil, err); uerr != err {
+		if uerr := p.unavailable(nil, nil, err); uerr != err {
 			return lease{}, uerr
 		}
 		return lease{}, fmt.Errorf("tenancy: shard %q: %w", p.Shard.Name, err)
 	}
-	return lease{conn: conn, st: stateOf(conn.Conn(), d.cacheSize), p: p, gate: d.gate, settings: settings}, nil
+	return lease{conn: conn, pool: pool, st: stateOf(conn.Conn(), d.cacheSize), p: p, gate: d.gate, settings: settings}, nil
 }
 
 func (l *lease) release() {
@@ -192,7 +193,7 @@ func (d *Driver) Exec(ctx context.Context, query string, args, v any) error {
 		l.st.forget(query)
 		err = execStatement(ctx, c, l.st, prefix, l.settings, query, argv, v)
 	}
-	return l.p.fenced(l.p.unavailable(c.PgConn(), err))
+	return l.p.fenced(l.p.unavailable(l.pool, c.PgConn(), err))
 }
 
 // Query implements dialect.ExecQuerier. v must be *entsql.Rows.
@@ -218,7 +219,7 @@ func (d *Driver) Query(ctx context.Context, query string, args, v any) error {
 	}
 	if err != nil {
 		l.release()
-		return l.p.fenced(l.p.unavailable(c.PgConn(), err))
+		return l.p.fenced(l.p.unavailable(l.pool, c.PgConn(), err))
 	}
 	r.lease = l
 	*vr = entsql.Rows{ColumnScanner: r}
@@ -338,7 +339,7 @@ func (tx *Tx) Exec(ctx context.Context, query string, args, v any) error {
 	if retryable(err) {
 		tx.lease.st.forget(query)
 	}
-	return tx.lease.p.fenced(tx.lease.p.unavailable(tx.c.PgConn(), err))
+	return tx.lease.p.fenced(tx.lease.p.unavailable(tx.lease.pool, tx.c.PgConn(), err))
 }
 
 // Query implements dialect.ExecQuerier.
@@ -361,9 +362,9 @@ func (tx *Tx) Query(ctx context.Context, query string, args, v any) error {
 		if retryable(err) {
 			tx.lease.st.forget(query)
 		}
-		return tx.lease.p.fenced(tx.lease.p.unavailable(tx.c.PgConn(), err))
+		return tx.lease.p.fenced(tx.lease.p.unavailable(tx.lease.pool, tx.c.PgConn(), err))
 	}
-	r.lease.p = tx.lease.p
+	r.lease.p, r.lease.pool = tx.lease.p, tx.lease.pool
 	*vr = entsql.Rows{ColumnScanner: r}
 	return nil
 }
@@ -385,7 +386,7 @@ func (tx *Tx) end(stmt string) error {
 	}
 	tag, err := tx.c.PgConn().Exec(tx.ctx, stmt).ReadAll()
 	if err != nil {
-		return tx.lease.p.unavailable(tx.c.PgConn(), err)
+		return tx.lease.p.unavailable(tx.lease.pool, tx.c.PgConn(), err)
 	}
 	if stmt == "COMMIT" && len(tag) == 1 && tag[0].CommandTag.String() == "ROLLBACK" {
 		return errRolledBack
@@ -573,7 +574,7 @@ func (r *rows) close() {
 	if err := r.batch.Close(); r.err == nil {
 		r.err = err
 	}
-	r.err = r.lease.p.fenced(r.lease.p.unavailable(r.pc, r.err))
+	r.err = r.lease.p.fenced(r.lease.p.unavailable(r.lease.pool, r.pc, r.err))
 	if r.lease.conn != nil {
 		r.lease.release()
 	}
@@ -588,7 +589,7 @@ func (r *rows) Err() error {
 	if r.closed {
 		return r.err
 	}
-	return r.lease.p.fenced(r.lease.p.unavailable(r.pc, r.Rows.Err()))
+	return r.lease.p.fenced(r.lease.p.unavailable(r.lease.pool, r.pc, r.Rows.Err()))
 }
 
 // Scan scans like pgx, except into *any and *driver.Value, which get the

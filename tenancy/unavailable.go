@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // ErrShardUnavailable is wrapped by the *ShardUnavailableError the Driver
@@ -53,9 +54,17 @@ func (e *ShardUnavailableError) RetryAfter() time.Duration { return shardRetryAf
 
 // unavailable returns err as a *ShardUnavailableError when it says the
 // shard cannot be reached, and err unchanged otherwise. pc is the
-// connection the statement ran on (nil when none was acquired). A
-// cancelled or expired context is the caller's doing, never the shard's.
-func (p *Placement) unavailable(pc *pgconn.PgConn, err error) error {
+// connection the statement ran on, taken from pool (both nil when none was
+// acquired). A cancelled or expired context is the caller's doing, never
+// the shard's.
+//
+// A connection that broke under a statement means the server went away or
+// restarted, which breaks every other connection of the pool too: the pool
+// is reset, so that after a quick restart the next calls connect afresh
+// instead of failing once per stale connection (pgxpool pings idle
+// connections only after a second of idleness, which a loaded pool never
+// reaches).
+func (p *Placement) unavailable(pool *pgxpool.Pool, pc *pgconn.PgConn, err error) error {
 	if err == nil || p == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
@@ -85,6 +94,9 @@ func (p *Placement) unavailable(pc *pgconn.PgConn, err error) error {
 	}
 	if !down {
 		return err
+	}
+	if pc != nil && pool != nil && cErr == nil {
+		pool.Reset()
 	}
 	return &ShardUnavailableError{Shard: p.Shard.Name, Tenant: p.Tenant, Sent: pc != nil && !pgconn.SafeToRetry(err), Err: err}
 }
