@@ -32,11 +32,11 @@ func benchCommand() command {
 
 type benchLoadFlags struct {
 	tenants, shards, ownEvery, customers, conns int
-	duration, warmup, timeout                  time.Duration
-	rate, factor, capFactor, writes            float64
-	registryDSN, aggressor, redisAddr          string
-	progress                                   string
-	seed                                       uint64
+	duration, warmup, timeout                   time.Duration
+	rate, factor, capFactor, writes             float64
+	registryDSN, aggressor, redisAddr           string
+	progress                                    string
+	seed                                        uint64
 }
 
 func runBenchLoad(ctx context.Context, args []string, stdout io.Writer) error {
