@@ -35,7 +35,7 @@ type params struct {
 
 func testParams() params {
 	if long() {
-		return params{tenants: 1000, rate: 2, duration: 30 * time.Second}
+		return params{tenants: 1000, rate: 1, duration: 30 * time.Second}
 	}
 	return params{tenants: 100, rate: 5, duration: 6 * time.Second}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tenantry/tenantry/internal/openloop"
@@ -129,6 +130,9 @@ type Report struct {
 	// PSI: the share of time some task waited), e.g. "cpu 12%, io 0%". On a
 	// shared machine it tells a disturbed run from a quiet one.
 	Pressure string
+	// CPU is the CPU time this process (load generator and, for the Stack
+	// target, the app's stack) used during the run.
+	CPU time.Duration
 }
 
 // QPS returns a class's successful requests per second.
@@ -188,7 +192,7 @@ func Run(ctx context.Context, target Target, cfg Config) (*Report, error) {
 		lags     = make(openloop.Latencies, 0, len(events))
 	)
 	start := time.Now().Add(20 * time.Millisecond)
-	p0 := openloop.ReadPressure()
+	p0, c0 := openloop.ReadPressure(), selfCPU()
 	stopProgress := make(chan struct{})
 	if cfg.Progress != nil {
 		go progress(cfg.Progress, start, cfg.Warmup+cfg.Duration, len(events), &done, &failed, stopProgress)
@@ -260,7 +264,7 @@ func Run(ctx context.Context, target Target, cfg Config) (*Report, error) {
 		}
 	})
 	wg.Wait()
-	rep.Pressure = openloop.ReadPressure().Since(p0)
+	rep.Pressure, rep.CPU = openloop.ReadPressure().Since(p0), selfCPU()-c0
 	close(stopProgress)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("loadtest: run interrupted: %w", err)
@@ -287,6 +291,15 @@ func progress(w io.Writer, start time.Time, length time.Duration, total int, don
 	}
 }
 
+// selfCPU returns the user and system CPU time of this process.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // Write prints the report as a table.
 func (r *Report) Write(w io.Writer) {
 	c := r.Config
@@ -307,7 +320,10 @@ func (r *Report) Write(w io.Writer) {
 			openloop.Ms(row.c.Quantile(0.5)), openloop.Ms(row.c.Quantile(0.99)), openloop.Ms(row.c.Quantile(0.999)),
 			k[Throttled], k[Busy], k[ShardDown], k[Timeout], k[Other], row.c.Shed)
 	}
-	fmt.Fprintf(w, "generator lag p99 %.2f ms, max %.2f ms (latencies count from the scheduled start); machine pressure %s\n", openloop.Ms(r.LagP99), openloop.Ms(r.LagMax), r.Pressure)
+	total := r.Victims.Offered + r.Agg.Offered
+	fmt.Fprintf(w, "generator lag p99 %.2f ms, max %.2f ms (latencies count from the scheduled start); this process %.2f cores (%.0f µs/request); machine pressure %s\n",
+		openloop.Ms(r.LagP99), openloop.Ms(r.LagMax), r.CPU.Seconds()/(c.Warmup+r.Measured).Seconds(),
+		float64(r.CPU.Microseconds())/float64(max(total, 1))*r.Measured.Seconds()/(c.Warmup+r.Measured).Seconds(), r.Pressure)
 	for _, row := range []struct {
 		name string
 		c    *Class

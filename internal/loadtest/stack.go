@@ -2,10 +2,12 @@ package loadtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -126,7 +128,11 @@ func (s *Stack) Seed(ctx context.Context, tenants []tenancy.ID, perTenant int) e
 }
 
 func (s *Stack) seed(ctx context.Context, id tenancy.ID, n int) error {
-	ids, err := s.Client.Customer.Query().Order(ent.Asc(customer.FieldCreatedAt)).Limit(n).IDs(ctx)
+	var ids []uuid.UUID
+	err := patiently(func() (err error) {
+		ids, err = s.Client.Customer.Query().Order(ent.Asc(customer.FieldCreatedAt)).Limit(n).IDs(ctx)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -135,8 +141,8 @@ func (s *Stack) seed(ctx context.Context, id tenancy.ID, n int) error {
 		for j := range bulk {
 			bulk[j] = s.Client.Customer.Create().SetName(fmt.Sprintf("load customer %d", len(ids)+j)).SetEmail(uuid.NewString() + "@load.test")
 		}
-		cs, err := s.Client.Customer.CreateBulk(bulk...).Save(ctx)
-		if err != nil {
+		var cs []*ent.Customer
+		if err := patiently(func() (err error) { cs, err = s.Client.Customer.CreateBulk(bulk...).Save(ctx); return err }); err != nil {
 			return err
 		}
 		for _, c := range cs {
@@ -147,6 +153,27 @@ func (s *Stack) seed(ctx context.Context, id tenancy.ID, n int) error {
 	s.custIDs[id] = ids
 	s.mu.Unlock()
 	return nil
+}
+
+// patiently runs f until it is neither throttled nor busy (a tenant's plan
+// may allow fewer statements at once than seeding takes), waiting as the
+// limiter says, at most 50 times.
+func patiently(f func() error) error {
+	err := f()
+	for try := 0; err != nil && try < 50 && (Classify(err) == Throttled || Classify(err) == Busy); try++ {
+		time.Sleep(retryAfter(err))
+		err = f()
+	}
+	return err
+}
+
+// retryAfter is how long a throttled or busy tenant should wait.
+func retryAfter(err error) time.Duration {
+	var r interface{ RetryAfter() time.Duration }
+	if errors.As(err, &r) && r.RetryAfter() > 0 {
+		return r.RetryAfter()
+	}
+	return 100 * time.Millisecond
 }
 
 // Do implements Target.
