@@ -48,6 +48,7 @@ type Stack struct {
 	Redis   *ratelimit.Redis // nil without StackConfig.Redis
 	Client  *ent.Client
 	nonce   string
+	writes  atomic.Uint64
 	mu      sync.RWMutex
 	custIDs map[tenancy.ID][]uuid.UUID
 }
@@ -187,8 +188,9 @@ func (s *Stack) Do(ctx context.Context, r Request) error {
 	ctx = tenancy.WithTenant(ctx, r.Tenant)
 	cid := ids[r.Seq%uint64(len(ids))]
 	if r.Op == Write {
+		// Numbered by the stack, not by r.Seq: runs repeat sequence numbers.
 		return s.Client.Order.Create().
-			SetNumber(fmt.Sprintf("lt-%s-%d", s.nonce, r.Seq)).
+			SetNumber(fmt.Sprintf("lt-%s-%d", s.nonce, s.writes.Add(1))).
 			SetCustomerID(cid).
 			SetTotalCents(int64(r.Seq % 10000)).
 			Exec(ctx)
