@@ -50,7 +50,7 @@ func runBenchLoad(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "measured length of the run")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured start of the run")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "timeout of one request")
-	fs.Float64Var(&o.rate, "rate", 2, "requests per second of each victim (open loop)")
+	fs.Float64Var(&o.rate, "rate", 1, "requests per second of each victim (open loop)")
 	fs.Float64Var(&o.factor, "aggressor", 100, "the aggressor's rate, in victim rates")
 	fs.Float64Var(&o.capFactor, "aggressor-cap", 10, "the aggressor plan's rate limit, in victim rates (without -registry)")
 	fs.Float64Var(&o.writes, "writes", 0.1, "share of requests that write (an order); the others read a customer")
