@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tenantry/tenantry/internal/loadtest"
+	"github.com/tenantry/tenantry/internal/openloop"
 	"github.com/tenantry/tenantry/registry"
 	"github.com/tenantry/tenantry/tenancy"
 )
@@ -36,6 +37,8 @@ type benchLoadFlags struct {
 	rate, factor, capFactor, writes             float64
 	registryDSN, aggressor, redisAddr           string
 	progress                                    string
+	baseline                                    bool
+	rounds                                      int
 	seed                                        uint64
 }
 
@@ -59,6 +62,8 @@ func runBenchLoad(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.redisAddr, "redis", "", "host:port of a Redis for the rate limits (default: in-process limiter)")
 	fs.StringVar(&o.progress, "progress", "auto", "progress line: auto (when stdout is a terminal), always or never")
 	fs.Uint64Var(&o.seed, "seed", 0, "seed of the schedule (0: random)")
+	fs.BoolVar(&o.baseline, "baseline", true, "also measure the victims without the aggressor, interleaved with the run (-rounds slices each), and report the ratio")
+	fs.IntVar(&o.rounds, "rounds", 3, "with -baseline: slices per phase; each phase is measured -duration in all")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: tenantctl bench load [-tenants 1000] [-duration 30s] [-rate 2] [-aggressor 100] [-registry postgres://...] [flags]")
 		fs.PrintDefaults()
@@ -165,12 +170,61 @@ func runBenchLoad(ctx context.Context, args []string, stdout io.Writer) error {
 	if o.progress == "always" || (o.progress == "auto" && isTerminal(stdout)) {
 		cfg.Progress = stdout
 	}
-	fmt.Fprintf(stdout, "run: %s warm-up + %s measured, open loop\n", o.warmup, o.duration)
-	rep, err := loadtest.Run(ctx, s, cfg)
-	if err != nil {
-		return err
+	if !o.baseline {
+		fmt.Fprintf(stdout, "run: %s warm-up + %s measured, open loop\n", o.warmup, o.duration)
+		rep, err := loadtest.Run(ctx, s, cfg)
+		if err != nil {
+			return err
+		}
+		rep.Write(stdout)
+		return nil
 	}
-	rep.Write(stdout)
+	return benchInterleaved(ctx, stdout, s, cfg, max(o.rounds, 1))
+}
+
+// benchInterleaved measures the victims alone (the baseline) and with the
+// aggressor in alternating slices, so that both phases meet the same
+// machine noise, and reports both and the ratio of the victims' p99.
+func benchInterleaved(ctx context.Context, stdout io.Writer, s *loadtest.Stack, cfg loadtest.Config, rounds int) error {
+	slice := cfg.Duration / time.Duration(rounds)
+	fmt.Fprintf(stdout, "run: %d rounds of two interleaved phases, victims alone and with the aggressor, each slice %s warm-up + %s measured, open loop\n",
+		rounds, cfg.Warmup, slice)
+	var phases [2]*loadtest.Report
+	var pressure [2]time.Duration
+	var seconds [2]float64
+	for round := range rounds {
+		for k := range 2 {
+			ph := (k + round) % 2 // alternate which phase goes first
+			c := cfg
+			c.Duration = slice
+			if c.Seed != 0 {
+				c.Seed += uint64(2*round + ph)
+			}
+			if ph == 0 {
+				c.Aggressor = tenancy.ID{}
+			}
+			p0 := openloop.ReadPressure()
+			rep, err := loadtest.Run(ctx, s, c)
+			if err != nil {
+				return err
+			}
+			p1 := openloop.ReadPressure()
+			pressure[ph] += p1.CPU - p0.CPU
+			seconds[ph] += p1.At.Sub(p0.At).Seconds()
+			if phases[ph] == nil {
+				phases[ph] = rep
+			} else {
+				phases[ph].Add(rep)
+			}
+		}
+	}
+	for ph, name := range []string{"baseline: victims alone", "with the aggressor"} {
+		fmt.Fprintf(stdout, "\n%s (machine cpu pressure %.0f%%)\n", name, 100*pressure[ph].Seconds()/seconds[ph])
+		phases[ph].Write(stdout)
+	}
+	base, agg := phases[0].Victims.Quantile(0.99), phases[1].Victims.Quantile(0.99)
+	fmt.Fprintf(stdout, "\nvictims' p99 with the aggressor / alone: %.2f ms / %.2f ms = %.2f\n",
+		openloop.Ms(agg), openloop.Ms(base), float64(agg)/float64(max(base, 1)))
 	return nil
 }
 

@@ -31,7 +31,7 @@ func victimsRow(t *testing.T, out string) (offered, ok, errs int) {
 func TestBenchLoad(t *testing.T) {
 	ctx := context.Background()
 	var out bytes.Buffer
-	err := run(ctx, []string{"bench", "load", "-tenants", "10", "-shards", "1", "-rate", "10", "-duration", "1s", "-warmup", "200ms", "-progress", "never"}, &out, &out)
+	err := run(ctx, []string{"bench", "load", "-tenants", "10", "-shards", "1", "-rate", "10", "-duration", "1s", "-warmup", "200ms", "-progress", "never", "-baseline=false"}, &out, &out)
 	require.NoError(t, err, out.String())
 	offered, ok, errs := victimsRow(t, out.String())
 	require.Equal(t, 90, offered, "9 victims at 10 req/s for 1 s:\n%s", out.String())
@@ -50,10 +50,18 @@ func TestBenchLoad(t *testing.T) {
 		"-duration", "1s", "-warmup", "200ms", "-writes", "0.5", "-progress", "never"}, &out, &out)
 	require.NoError(t, err, out.String())
 	require.Contains(t, out.String(), "4 tenants")
-	offered, ok, errs = victimsRow(t, out.String())
-	require.Equal(t, 30, offered, out.String())
-	require.Equal(t, offered, ok, out.String())
-	require.Zero(t, errs, out.String())
+	// With the baseline (the default): both phases, victims without errors.
+	base, withAgg, found := strings.Cut(out.String(), "with the aggressor (")
+	require.True(t, found, out.String())
+	for _, part := range []string{base, withAgg} {
+		offered, ok, errs = victimsRow(t, part)
+		require.InDelta(t, 30, offered, 3, "3 victims at 10 req/s for 1 s in 3 slices:\n%s", out.String())
+		require.Equal(t, offered, ok, out.String())
+		require.Zero(t, errs, out.String())
+	}
+	require.Contains(t, base, "no aggressor")
+	require.Regexp(t, `(?m)^aggressor\s+1\s`, withAgg)
+	require.Contains(t, out.String(), "victims' p99 with the aggressor / alone: ")
 
 	out.Reset()
 	err = run(ctx, []string{"bench", "load", "-tenants", "1"}, &out, &out)

@@ -124,6 +124,7 @@ func (c *Class) Quantile(q float64) time.Duration { return c.Latencies.Quantile(
 type Report struct {
 	Config   Config
 	Measured time.Duration
+	Slices   int // runs merged into this report (Add), each after its warm-up
 	Victims  Class
 	Agg      Class
 	// Lag is how late the generator started requests (p99, max): large
@@ -182,7 +183,7 @@ func Run(ctx context.Context, target Target, cfg Config) (*Report, error) {
 			ops[i] = Write
 		}
 	}
-	rep := &Report{Config: cfg, Measured: cfg.Duration}
+	rep := &Report{Config: cfg, Measured: cfg.Duration, Slices: 1}
 	rep.Victims.Tenants = len(cfg.Victims)
 	if !cfg.Aggressor.IsZero() {
 		rep.Agg.Tenants = 1
@@ -310,8 +311,16 @@ func selfCPU() time.Duration {
 // Write prints the report as a table.
 func (r *Report) Write(w io.Writer) {
 	c := r.Config
-	fmt.Fprintf(w, "%d victims at %g req/s each, aggressor at %gx (%g req/s offered), %.0f%% writes; %s measured after %s warm-up\n",
-		len(c.Victims), c.Rate, c.Factor, c.Rate*c.Factor, 100*max(c.Writes, 0), r.Measured, c.Warmup)
+	agg := "no aggressor"
+	if r.Agg.Tenants > 0 {
+		agg = fmt.Sprintf("aggressor at %gx (%g req/s offered)", c.Factor, c.Rate*c.Factor)
+	}
+	slices := ""
+	if r.Slices > 1 {
+		slices = fmt.Sprintf(" in %d slices, each", r.Slices)
+	}
+	fmt.Fprintf(w, "%d victims at %g req/s each, %s, %.0f%% writes; %s measured%s after %s warm-up\n",
+		len(c.Victims), c.Rate, agg, 100*max(c.Writes, 0), r.Measured, slices, c.Warmup)
 	fmt.Fprintf(w, "%-10s %8s %9s %9s %8s %8s %8s %9s %9s %6s %6s %6s %6s %6s %12s\n",
 		"class", "tenants", "offered", "ok", "qps", "p50 ms", "p99 ms", "p99.9 ms", "throttled", "busy", "down", "t/o", "other", "shed", "svc p99 ms")
 	for _, row := range []struct {
@@ -328,9 +337,12 @@ func (r *Report) Write(w io.Writer) {
 			k[Throttled], k[Busy], k[ShardDown], k[Timeout], k[Other], row.c.Shed, openloop.Ms(row.c.Service.Quantile(0.99)))
 	}
 	total := r.Victims.Offered + r.Agg.Offered
-	fmt.Fprintf(w, "generator lag p99 %.2f ms, max %.2f ms (latencies count from the scheduled start); this process %.2f cores (%.0f µs/request); machine pressure %s\n",
-		openloop.Ms(r.LagP99), openloop.Ms(r.LagMax), r.CPU.Seconds()/(c.Warmup+r.Measured).Seconds(),
-		float64(r.CPU.Microseconds())/float64(max(total, 1))*r.Measured.Seconds()/(c.Warmup+r.Measured).Seconds(), r.Pressure)
+	pressure := ""
+	if r.Pressure != "" {
+		pressure = "; machine pressure " + r.Pressure
+	}
+	fmt.Fprintf(w, "generator lag p99 %.2f ms, max %.2f ms (latencies count from the scheduled start); this process %.0f µs CPU/request%s\n",
+		openloop.Ms(r.LagP99), openloop.Ms(r.LagMax), float64(r.CPU.Microseconds())/float64(max(total, 1))*c.Duration.Seconds()/(c.Warmup+c.Duration).Seconds(), pressure)
 	for _, row := range []struct {
 		name string
 		c    *Class
@@ -338,6 +350,36 @@ func (r *Report) Write(w io.Writer) {
 		for k := OK + 1; k < numKinds; k++ {
 			if err := row.c.FirstErr[k]; err != nil && (row.name == "victims" || k == Other) {
 				fmt.Fprintf(w, "first %s error of the %s: %v\n", k, row.name, err)
+			}
+		}
+	}
+}
+
+// Add merges the measurements of o, a run of the same tenants, into r (for
+// a phase measured in several interleaved slices). Pressure is dropped:
+// read it over the whole phase instead.
+func (r *Report) Add(o *Report) {
+	r.Measured += o.Measured
+	r.Slices += o.Slices
+	r.CPU += o.CPU
+	r.LagP99, r.LagMax = max(r.LagP99, o.LagP99), max(r.LagMax, o.LagMax)
+	r.Pressure = ""
+	for _, pair := range [][2]*Class{{&r.Victims, &o.Victims}, {&r.Agg, &o.Agg}} {
+		c, oc := pair[0], pair[1]
+		c.Tenants = max(c.Tenants, oc.Tenants)
+		c.Offered += oc.Offered
+		c.Shed += oc.Shed
+		for k := range c.Kinds {
+			c.Kinds[k] += oc.Kinds[k]
+		}
+		c.Latencies = append(c.Latencies, oc.Latencies...).Sorted()
+		c.Service = append(c.Service, oc.Service...).Sorted()
+		for k, err := range oc.FirstErr {
+			if c.FirstErr == nil {
+				c.FirstErr = map[Kind]error{}
+			}
+			if c.FirstErr[k] == nil {
+				c.FirstErr[k] = err
 			}
 		}
 	}
