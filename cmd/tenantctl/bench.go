@@ -189,6 +189,7 @@ func benchInterleaved(ctx context.Context, stdout io.Writer, s *loadtest.Stack, 
 	slice := cfg.Duration / time.Duration(rounds)
 	fmt.Fprintf(stdout, "run: %d rounds of two interleaved phases, victims alone and with the aggressor, each slice %s warm-up + %s measured, open loop\n",
 		rounds, cfg.Warmup, slice)
+	names := [2]string{"victims alone", "with the aggressor"}
 	var phases [2]*loadtest.Report
 	var pressure [2]time.Duration
 	var seconds [2]float64
@@ -211,6 +212,9 @@ func benchInterleaved(ctx context.Context, stdout io.Writer, s *loadtest.Stack, 
 			p1 := openloop.ReadPressure()
 			pressure[ph] += p1.CPU - p0.CPU
 			seconds[ph] += p1.At.Sub(p0.At).Seconds()
+			fmt.Fprintf(stdout, "round %d %-24s victims p50 %6.2f ms  p99 %7.2f ms  service p99 %7.2f ms  errors %d  (machine %s)\n",
+				round+1, names[ph], openloop.Ms(rep.Victims.Quantile(0.5)), openloop.Ms(rep.Victims.Quantile(0.99)),
+				openloop.Ms(rep.Victims.Service.Quantile(0.99)), rep.Victims.Errors(), p1.Since(p0))
 			if phases[ph] == nil {
 				phases[ph] = rep
 			} else {
