@@ -73,6 +73,18 @@ func TestShardUnavailable(t *testing.T) {
 	warm()
 	require.Positive(t, shard.Pool.Stat().IdleConns())
 
+	// A statement cancelled by its caller's deadline breaks its connection
+	// (pgx closes it), but it is the caller's doing: a deadline error, and
+	// the pool keeps its other connections.
+	idle := shard.Pool.Stat().IdleConns()
+	sctx, cancel := context.WithTimeout(tctx, 100*time.Millisecond)
+	_, err = client.ExecContext(sctx, "SELECT pg_sleep(5)")
+	cancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.NotErrorIs(t, err, tenancy.ErrShardUnavailable)
+	require.GreaterOrEqual(t, shard.Pool.Stat().IdleConns(), idle-1, "the pool was reset after a caller's timeout")
+	warm()
+
 	require.NoError(t, c.Kill())
 	for round := range 3 { // pooled connections first, then refused connects
 		for _, call := range calls {
@@ -99,7 +111,7 @@ func TestShardUnavailable(t *testing.T) {
 	}
 	n, err := client.Customer.Query().Count(tctx)
 	require.NoError(t, err)
-	require.Equal(t, 8+2, n, "the rows written before the kill and after the restart")
+	require.Equal(t, 2*8+2, n, "the rows written before the kill and after the restart")
 }
 
 // TestQuickRestartDropsStaleConnections restarts a killed shard before the
