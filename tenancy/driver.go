@@ -31,6 +31,13 @@ import (
 // ReplicaReads run on the shard's replica. Every transaction of a placement
 // made with FenceWrites is read-only on the server, and a write fails with
 // an error wrapping ErrTenantReadOnly.
+//
+// When the tenant's shard cannot be reached (connection refused, a
+// connection broken under the statement, the server shutting down or
+// starting up), the error is a *ShardUnavailableError wrapping
+// ErrShardUnavailable and the underlying pgconn error: retryable, and an
+// HTTP 503. Broken connections are dropped from the pool, so the driver
+// serves the shard again as soon as it accepts connections.
 type Driver struct {
 	resolver  Resolver
 	gate      Gate
@@ -130,6 +137,7 @@ func (d *Driver) route(ctx context.Context, readOnly bool) (*Placement, *pgxpool
 // gate's admission that goes with it.
 type lease struct {
 	conn     *pgxpool.Conn
+	pool     *pgxpool.Pool
 	st       *connState
 	p        *Placement
 	gate     Gate
@@ -152,11 +160,14 @@ func (d *Driver) acquire(ctx context.Context, readOnly bool) (lease, error) {
 		if d.gate != nil {
 			d.gate.Leave(p)
 		}
+		if uerr := p.unavailable(nil, nil, err); uerr != err {
+			return lease{}, uerr
+		}
 		return lease{}, fmt.Errorf("tenancy: shard %q: %w", p.Shard.Name, err)
 	}
 	st := stateOf(conn.Conn(), d.cacheSize)
 	st.path = settings[0]
-	return lease{conn: conn, st: st, p: p, gate: d.gate, settings: settings}, nil
+	return lease{conn: conn, pool: pool, st: st, p: p, gate: d.gate, settings: settings}, nil
 }
 
 func (l *lease) release() {
@@ -184,7 +195,7 @@ func (d *Driver) Exec(ctx context.Context, query string, args, v any) error {
 		l.st.forget(query)
 		err = execStatement(ctx, c, l.st, prefix, l.settings, query, argv, v)
 	}
-	return l.p.fenced(err)
+	return l.p.fenced(l.p.unavailable(l.pool, c.PgConn(), err))
 }
 
 // Query implements dialect.ExecQuerier. v must be *entsql.Rows.
@@ -210,7 +221,7 @@ func (d *Driver) Query(ctx context.Context, query string, args, v any) error {
 	}
 	if err != nil {
 		l.release()
-		return l.p.fenced(err)
+		return l.p.fenced(l.p.unavailable(l.pool, c.PgConn(), err))
 	}
 	r.lease = l
 	*vr = entsql.Rows{ColumnScanner: r}
@@ -330,7 +341,7 @@ func (tx *Tx) Exec(ctx context.Context, query string, args, v any) error {
 	if retryable(err) {
 		tx.lease.st.forget(query)
 	}
-	return tx.lease.p.fenced(err)
+	return tx.lease.p.fenced(tx.lease.p.unavailable(tx.lease.pool, tx.c.PgConn(), err))
 }
 
 // Query implements dialect.ExecQuerier.
@@ -353,9 +364,9 @@ func (tx *Tx) Query(ctx context.Context, query string, args, v any) error {
 		if retryable(err) {
 			tx.lease.st.forget(query)
 		}
-		return tx.lease.p.fenced(err)
+		return tx.lease.p.fenced(tx.lease.p.unavailable(tx.lease.pool, tx.c.PgConn(), err))
 	}
-	r.lease.p = tx.lease.p
+	r.lease.p, r.lease.pool = tx.lease.p, tx.lease.pool
 	*vr = entsql.Rows{ColumnScanner: r}
 	return nil
 }
@@ -377,7 +388,7 @@ func (tx *Tx) end(stmt string) error {
 	}
 	tag, err := tx.c.PgConn().Exec(tx.ctx, stmt).ReadAll()
 	if err != nil {
-		return err
+		return tx.lease.p.unavailable(tx.lease.pool, tx.c.PgConn(), err)
 	}
 	if stmt == "COMMIT" && len(tag) == 1 && tag[0].CommandTag.String() == "ROLLBACK" {
 		return errRolledBack
@@ -522,7 +533,7 @@ func queryStatement(ctx context.Context, c *pgx.Conn, st *connState, begin strin
 	if err != nil {
 		return nil, err
 	}
-	return &rows{Rows: pgx.RowsFromResultReader(c.TypeMap(), rr), batch: mrr}, nil
+	return &rows{Rows: pgx.RowsFromResultReader(c.TypeMap(), rr), batch: mrr, pc: c.PgConn()}, nil
 }
 
 type result int64
@@ -538,6 +549,7 @@ func (result) LastInsertId() (int64, error) {
 type rows struct {
 	pgx.Rows
 	batch  *pgconn.MultiResultReader
+	pc     *pgconn.PgConn
 	lease  lease // only its placement inside a transaction, which keeps the connection
 	err    error
 	closed bool
@@ -564,7 +576,7 @@ func (r *rows) close() {
 	if err := r.batch.Close(); r.err == nil {
 		r.err = err
 	}
-	r.err = r.lease.p.fenced(r.err)
+	r.err = r.lease.p.fenced(r.lease.p.unavailable(r.lease.pool, r.pc, r.err))
 	if r.lease.conn != nil {
 		r.lease.release()
 	}
@@ -579,7 +591,7 @@ func (r *rows) Err() error {
 	if r.closed {
 		return r.err
 	}
-	return r.lease.p.fenced(r.Rows.Err())
+	return r.lease.p.fenced(r.lease.p.unavailable(r.lease.pool, r.pc, r.Rows.Err()))
 }
 
 // Scan scans like pgx, except into *any and *driver.Value, which get the

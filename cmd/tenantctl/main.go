@@ -32,6 +32,7 @@ func commands() []command {
 		tenantsCommand(),
 		shardsCommand(),
 		migrateCommand(),
+		benchCommand(),
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"runtime/metrics"
 	"slices"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/tenantry/tenantry/examples/app/ent"
 	"github.com/tenantry/tenantry/examples/app/ent/order"
 	"github.com/tenantry/tenantry/internal/fleetbench"
+	"github.com/tenantry/tenantry/internal/openloop"
 	"github.com/tenantry/tenantry/tenancy"
 	"github.com/tenantry/tenantry/tenancy/admission"
 	"github.com/tenantry/tenantry/tenancy/ratelimit"
@@ -284,28 +284,6 @@ func (e *noisyEnv) schedule(rng *rand.Rand, aggressor bool) []event {
 	return ev
 }
 
-// dispatch starts run(ev) in a goroutine of its own at each event's time,
-// open loop: whatever the earlier requests are doing. It sleeps with
-// nanosleep on a locked OS thread with a 1 µs timer slack (on Linux), since
-// Go's timers wake up to a millisecond late on an idle process (epoll's
-// millisecond timeout), which would add up to 1 ms to every latency.
-func dispatch(start time.Time, events []event, run func(ev event)) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		setTimerSlack()
-		for _, ev := range events {
-			if d := time.Until(start.Add(ev.at)); d > 0 {
-				sleepPrecise(d)
-			}
-			go run(ev)
-		}
-	}()
-	<-done
-}
-
 // runSlice runs one slice of phase ph (warm-up, then p.slice measured) and
 // adds its measurements to r. Latencies count from each request's
 // scheduled start, so that time spent queueing anywhere, the load
@@ -335,7 +313,8 @@ func (e *noisyEnv) runSlice(ph noisyPhase, r *noisyResult) {
 	}()
 	e.obs.reset()
 	wg.Add(len(events))
-	dispatch(start, events, func(ev event) {
+	openloop.Dispatch(start, len(events), func(i int) time.Duration { return events[i].at }, func(i int) {
+		ev := events[i]
 		defer wg.Done()
 		at := start.Add(ev.at)
 		counted := ev.at >= e.p.warmup

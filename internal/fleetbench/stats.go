@@ -1,28 +1,13 @@
 package fleetbench
 
 import (
-	"slices"
 	"time"
+
+	"github.com/tenantry/tenantry/internal/openloop"
 )
 
-// Latencies is a set of measured latencies.
-type Latencies []time.Duration
-
-// Sorted sorts the latencies in place and returns them.
-func (l Latencies) Sorted() Latencies {
-	slices.Sort(l)
-	return l
-}
-
-// Quantile returns the nearest-rank q-quantile (0 < q ≤ 1) of sorted
-// latencies, 0 for none.
-func (l Latencies) Quantile(q float64) time.Duration {
-	if len(l) == 0 {
-		return 0
-	}
-	i := int(float64(len(l))*q+0.999999) - 1
-	return l[min(max(i, 0), len(l)-1)]
-}
+// Latencies is a set of measured latencies (openloop.Latencies).
+type Latencies = openloop.Latencies
 
 // Ms formats a duration in milliseconds with two decimals' precision.
-func Ms(d time.Duration) float64 { return float64(d.Round(10*time.Microsecond)) / 1e6 }
+func Ms(d time.Duration) float64 { return openloop.Ms(d) }

@@ -1,4 +1,4 @@
-package fleetbench_test
+package openloop
 
 import (
 	"syscall"

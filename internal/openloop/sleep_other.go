@@ -1,6 +1,6 @@
 //go:build !linux
 
-package fleetbench_test
+package openloop
 
 import "time"
 
