@@ -82,11 +82,11 @@ func Classify(err error) Problem {
 	case errors.Is(err, ErrNotFound), ent.IsNotFound(err):
 		return Problem{Status: http.StatusNotFound, Code: "not_found", Message: "not found"}
 	case errors.As(err, &throttled):
-		return Problem{Status: http.StatusTooManyRequests, Code: "throttled", Message: "rate limit of your plan exceeded: retry later", RetryAfter: throttled.RetryAfter()}
+		return Problem{Status: http.StatusTooManyRequests, Code: "throttled", Message: "rate limit of your plan exceeded: retry later", RetryAfter: orSecond(throttled.RetryAfter())}
 	case errors.Is(err, ratelimit.ErrThrottled):
 		return Problem{Status: http.StatusTooManyRequests, Code: "throttled", Message: "rate limit of your plan exceeded: retry later", RetryAfter: time.Second}
 	case errors.As(err, &busy):
-		return Problem{Status: http.StatusTooManyRequests, Code: "tenant_busy", Message: "too many concurrent requests for your account: retry later", RetryAfter: busy.RetryAfter()}
+		return Problem{Status: http.StatusTooManyRequests, Code: "tenant_busy", Message: "too many concurrent requests for your account: retry later", RetryAfter: orSecond(busy.RetryAfter())}
 	case errors.Is(err, admission.ErrTenantBusy):
 		return Problem{Status: http.StatusTooManyRequests, Code: "tenant_busy", Message: "too many concurrent requests for your account: retry later", RetryAfter: time.Second}
 	case errors.Is(err, tenancy.ErrTenantReadOnly):
@@ -152,6 +152,14 @@ func shardUnavailable(err error) bool {
 		return true
 	}
 	return false
+}
+
+// orSecond is d, or a second when the error carried no delay.
+func orSecond(d time.Duration) time.Duration {
+	if d <= 0 {
+		return time.Second
+	}
+	return d
 }
 
 // retryAfterSeconds rounds d up to whole seconds, at least 1.

@@ -1,0 +1,5 @@
+package api_test
+
+import "github.com/tenantry/tenantry/router"
+
+func routerUnavailable() error { return router.ErrRegistryUnavailable }
