@@ -214,10 +214,6 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		Ready  bool     `json:"ready"`
 		Checks []result `json:"checks"`
 	}{Ready: true, Checks: make([]result, len(s.cfg.Ready))}
-	if s.draining.Load() {
-		out.Ready = false
-		out.Checks = append(out.Checks, result{Name: "server", Error: "shutting down"})
-	}
 	var wg sync.WaitGroup
 	for i, c := range s.cfg.Ready {
 		wg.Add(1)
@@ -232,6 +228,9 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		}()
 	}
 	wg.Wait()
+	if s.draining.Load() { // read after the checks, which may take a while
+		out.Checks = append(out.Checks, result{Name: "server", Error: "shutting down"})
+	}
 	for _, c := range out.Checks {
 		if !c.OK {
 			out.Ready = false
