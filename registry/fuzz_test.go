@@ -61,30 +61,33 @@ func FuzzRedact(f *testing.F) {
 		if len(pass) < 6 || strings.Contains(pass, "xxxxx") {
 			return // short passwords occur in any text by chance
 		}
-		var dsn string
-		switch form % 4 {
-		case 0: // postgres://user:pass@host/db
-			dsn = "postgres://" + url.UserPassword(user, pass).String() + "@" + url.PathEscape(host) + "/" + url.PathEscape(db)
-		case 1: // postgresql://user@host/db?sslmode=disable&password=pass
-			dsn = "postgresql://" + url.User(user).String() + "@" + url.PathEscape(host) + "/" + url.PathEscape(db) +
-				"?sslmode=disable&password=" + url.QueryEscape(pass)
-		case 2: // keyword/value, quoted as libpq reads it
-			q := strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(pass)
-			dsn = "host=" + kw(host) + " user=" + kw(user) + " password='" + q + "' dbname=" + kw(db)
-		case 3: // keyword/value, unquoted (a password without spaces or quotes)
-			if strings.ContainsAny(pass, " \t\n\r\f\v'\\") {
-				return
-			}
-			dsn = "host=" + kw(host) + " password=" + pass + " user=" + kw(user)
+		if form%4 == 3 && strings.ContainsAny(pass, " \t\n\r\f\v'\\") {
+			return // an unquoted keyword value ends at a space
 		}
-		// Only a password that appears nowhere else in the DSN can be
-		// looked for in the output.
-		rest := strings.Replace(dsn, pass, "", 1)
-		for _, enc := range encodings(pass) {
-			rest = strings.Replace(rest, enc, "", 1)
+		build := func(pass string) string {
+			switch form % 4 {
+			case 0: // postgres://user:pass@host/db
+				return "postgres://" + url.UserPassword(user, pass).String() + "@" + url.PathEscape(host) + "/" + url.PathEscape(db)
+			case 1: // postgresql://user@host/db?sslmode=disable&password=pass
+				return "postgresql://" + url.User(user).String() + "@" + url.PathEscape(host) + "/" + url.PathEscape(db) +
+					"?sslmode=disable&password=" + url.QueryEscape(pass)
+			case 2: // keyword/value, quoted as libpq reads it
+				q := strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(pass)
+				return "host=" + kw(host) + " user=" + kw(user) + " password='" + q + "' dbname=" + kw(db)
+			default: // keyword/value, unquoted
+				return "host=" + kw(host) + " password=" + pass + " user=" + kw(user)
+			}
+		}
+		dsn := build(pass)
+		// The same DSN with another password: whatever of the password
+		// shows in its redaction comes from the other parts, by chance.
+		bare := registry.Redact(build("Q"))
+		bareErr := ""
+		if err := registry.ValidateDSN(build("Q")); err != nil {
+			bareErr = err.Error()
 		}
 		for _, enc := range append(encodings(pass), pass) {
-			if strings.Contains(rest, enc) {
+			if strings.Contains(bare, enc) || strings.Contains(bareErr, enc) || strings.Contains("xxxxx", enc) {
 				return
 			}
 		}
