@@ -37,7 +37,7 @@ func unknown() fixture {
 		email: "nobody-" + s + "@unknown.example", number: "U-" + s, tagName: "unknown-" + s}
 }
 
-func seed(t *testing.T, a *app, id tenancy.ID) fixture {
+func seed(t testing.TB, a *app, id tenancy.ID) fixture {
 	t.Helper()
 	s := uuid.NewString()[:8]
 	f := fixture{tenant: id, email: "buyer-" + s + "@" + id.String()[:8] + ".example", number: "N-" + s, tagName: "vip-" + s}
@@ -60,7 +60,7 @@ func seed(t *testing.T, a *app, id tenancy.ID) fixture {
 
 // snapshot is everything a tenant has, read through the generated client
 // with the tenant's own context, in a canonical text form.
-func snapshot(t *testing.T, client *ent.Client, id tenancy.ID) string {
+func snapshot(t testing.TB, client *ent.Client, id tenancy.ID) string {
 	t.Helper()
 	ctx := tenancy.WithTenant(context.Background(), id)
 	var lines []string
@@ -104,7 +104,7 @@ func snapshot(t *testing.T, client *ent.Client, id tenancy.ID) string {
 }
 
 // httpView is what the victim sees of its rows through its own token.
-func httpView(t *testing.T, a *app, f fixture) string {
+func httpView(t testing.TB, a *app, f fixture) string {
 	t.Helper()
 	var parts []string
 	for _, p := range []string{

@@ -42,7 +42,7 @@ type app struct {
 }
 
 // newApp serves the app over resolver (nil: the apptest resolver).
-func newApp(t *testing.T, resolver tenancy.Resolver) *app {
+func newApp(t testing.TB, resolver tenancy.Resolver) *app {
 	t.Helper()
 	env := apptest.New(t)
 	if resolver == nil {
@@ -69,11 +69,11 @@ func newApp(t *testing.T, resolver tenancy.Resolver) *app {
 }
 
 // tlog sends the server's warnings and errors to the test log.
-type tlog struct{ t *testing.T }
+type tlog struct{ t testing.TB }
 
 func (w tlog) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
 
-func (a *app) token(t *testing.T, id tenancy.ID) string {
+func (a *app) token(t testing.TB, id tenancy.ID) string {
 	t.Helper()
 	tok, err := a.auth.Token(id, time.Hour)
 	if err != nil {
@@ -91,7 +91,7 @@ type response struct {
 func (r response) String() string { return http.StatusText(r.status) + " " + string(r.body) }
 
 // do sends a request with the given headers (e.g. Authorization).
-func (a *app) do(t *testing.T, method, path, body string, header ...string) response {
+func (a *app) do(t testing.TB, method, path, body string, header ...string) response {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -120,13 +120,13 @@ func (a *app) do(t *testing.T, method, path, body string, header ...string) resp
 }
 
 // as sends a request with tenant id's bearer token.
-func (a *app) as(t *testing.T, id tenancy.ID, method, path, body string) response {
+func (a *app) as(t testing.TB, id tenancy.ID, method, path, body string) response {
 	t.Helper()
 	return a.do(t, method, path, body, "Authorization", "Bearer "+a.token(t, id))
 }
 
 // must decodes a 2xx response into v.
-func must[T any](t *testing.T, r response, want int) T {
+func must[T any](t testing.TB, r response, want int) T {
 	t.Helper()
 	var v T
 	if r.status != want {
@@ -138,7 +138,7 @@ func must[T any](t *testing.T, r response, want int) T {
 	return v
 }
 
-func errorBody(t *testing.T, r response) (msg, code string) {
+func errorBody(t testing.TB, r response) (msg, code string) {
 	t.Helper()
 	var e struct {
 		Error string `json:"error"`
