@@ -376,6 +376,14 @@ func TestHTTPLeak(t *testing.T) {
 			t.Errorf("the attacker's own row %q changed", line)
 		}
 	}
+	// No row of A's (a link, a line item, an order) points at a victim's row.
+	for _, v := range victims {
+		for _, id := range v.ids() {
+			if strings.Contains(ownAfter, id.String()) {
+				t.Errorf("the attacker's rows reference the victim's %s:\n%s", id, ownAfter)
+			}
+		}
+	}
 	if strings.Contains(ownAfter, "pwned") {
 		t.Errorf("an attack wrote into the attacker's rows:\n%s", ownAfter)
 	}

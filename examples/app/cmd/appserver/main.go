@@ -8,7 +8,8 @@
 // APP_JWT_SECRET (at least 32 bytes, required), APP_ADMIN_TOKEN (enables
 // /admin/), APP_API_KEY_PEPPER (enables API keys; stored keys from
 // -api-keys). Tenants are routed by the registry (-registry or
-// TENANTRY_REGISTRY), or statically with -shard and -tenant.
+// TENANTRY_REGISTRY), or statically with -shard and -tenant. Rate limits
+// are per process, or shared across replicas through Redis (-redis).
 //
 // SIGINT/SIGTERM: stop accepting, drain in-flight requests (-drain), exit.
 package main
@@ -30,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tenantry/tenantry/examples/app/admin"
 	"github.com/tenantry/tenantry/examples/app/api"
@@ -38,6 +40,7 @@ import (
 	"github.com/tenantry/tenantry/registry"
 	"github.com/tenantry/tenantry/router"
 	"github.com/tenantry/tenantry/tenancy"
+	"github.com/tenantry/tenantry/tenancy/ratelimit"
 )
 
 func main() {
@@ -128,6 +131,8 @@ func serve(ctx context.Context, args []string, log *slog.Logger) error {
 	fs.Var(&tenants, "tenant", "static mode: TENANT_ID=SHARD/SCHEMA (repeatable)")
 	keysFile := fs.String("api-keys", "", "file of stored API keys, one \"<key id> <tenant id> <hmac>\" a line")
 	drain := fs.Duration("drain", 20*time.Second, "longest drain of in-flight requests on shutdown")
+	redisAddr := fs.String("redis", os.Getenv("APP_REDIS"), "Redis host:port for rate limits shared across replicas; empty: in-process limits")
+	replicas := fs.Int("replicas", 1, "with -redis: app replicas, so that each allows 1/N of a plan's rate while Redis is down")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -204,7 +209,13 @@ func serve(ctx context.Context, args []string, log *slog.Logger) error {
 		return errors.New("set -registry (or TENANTRY_REGISTRY), or -shard and -tenant")
 	}
 
-	stack, err := server.NewStack(resolver, metricsReg, server.StackOptions{})
+	var opts server.StackOptions
+	if *redisAddr != "" {
+		rdb := redis.NewClient(&redis.Options{Addr: *redisAddr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+		defer rdb.Close()
+		opts.RateLimiter = ratelimit.NewRedis(rdb, ratelimit.RedisOptions{FallbackShare: 1 / float64(max(*replicas, 1)), Logger: log})
+	}
+	stack, err := server.NewStack(resolver, metricsReg, opts)
 	if err != nil {
 		return err
 	}
