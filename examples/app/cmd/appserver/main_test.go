@@ -18,6 +18,8 @@ import (
 
 	"github.com/tenantry/tenantry/internal/apptest"
 	"github.com/tenantry/tenantry/internal/pgtest"
+	"github.com/tenantry/tenantry/registry"
+	"github.com/tenantry/tenantry/registry/provision"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -59,34 +61,7 @@ func TestServeStatic(t *testing.T) {
 		"-tenant", apptest.C.String()+"=s0/"+apptest.C.SchemaName(),
 		"-tenant", apptest.D.String()+"=s1/"+apptest.D.SchemaName())
 
-	logs := &syncBuf{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, args, slog.New(slog.NewJSONHandler(logs, nil))) }()
-	addrRE := regexp.MustCompile(`"addr":"([^"]+)"`)
-	var url string
-	for deadline := time.Now().Add(10 * time.Second); url == ""; {
-		if m := addrRE.FindStringSubmatch(logs.String()); m != nil {
-			url = "http://" + m[1]
-		} else if time.Now().After(deadline) {
-			t.Fatalf("no listening line: %s", logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	call := func(method, path, h, v, body string) (int, string) {
-		t.Helper()
-		req, _ := http.NewRequest(method, url+path, strings.NewReader(body))
-		if h != "" {
-			req.Header.Set(h, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	call, logs, stop := start(t, args)
 	if code, body := call("GET", "/readyz", "", "", ""); code != 200 {
 		t.Errorf("/readyz: %d %s", code, body)
 	}
@@ -123,14 +98,122 @@ func TestServeStatic(t *testing.T) {
 	if strings.Contains(logs.String(), tokA) || strings.Contains(logs.String(), key) {
 		t.Error("a credential is in the log")
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve after SIGTERM: %v", err)
+	stop()
+}
+
+type caller func(method, path, header, value, body string) (int, string)
+
+// start runs serve with args until stop, which fails the test unless serve
+// drains and returns nil.
+func start(t *testing.T, args []string) (call caller, logs *syncBuf, stop func()) {
+	t.Helper()
+	logs = &syncBuf{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, args, slog.New(slog.NewJSONHandler(logs, nil))) }()
+	addrRE := regexp.MustCompile(`"addr":"([^"]+)"`)
+	var url string
+	for deadline := time.Now().Add(10 * time.Second); url == ""; {
+		if m := addrRE.FindStringSubmatch(logs.String()); m != nil {
+			url = "http://" + m[1]
+		} else if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("no listening line: %s", logs.String())
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not return after SIGTERM")
+		time.Sleep(10 * time.Millisecond)
+	}
+	call = func(method, path, h, v, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, url+path, strings.NewReader(body))
+		if h != "" {
+			req.Header.Set(h, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	stop = func() {
+		t.Helper()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve after SIGTERM: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("serve did not return after SIGTERM")
+		}
+	}
+	return call, logs, stop
+}
+
+// TestServeRegistry runs serve on a registry: the router resolves the
+// tenant, /readyz checks the router's listener and the shards, and the
+// admin report lists the registry's tenants.
+func TestServeRegistry(t *testing.T) {
+	env := apptest.New(t)
+	ctx := context.Background()
+	c := env.Clusters[0]
+	if err := c.CreateDatabase(ctx, "appserver_registry"); err != nil {
+		t.Fatal(err)
+	}
+	regDSN := c.DSN("postgres", "appserver_registry")
+	store, err := registry.Open(ctx, regDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.AddShard(ctx, registry.Shard{Name: "r0", DSN: c.DSN("postgres", apptest.Database), Accepting: true}); err != nil {
+		t.Fatal(err)
+	}
+	tn, err := store.CreateTenant(ctx, registry.NewTenant{Slug: "appserver-test"}, provision.ApplySchema(env.Desired, env.Roles))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("APP_JWT_SECRET", "test-secret-test-secret-test-secret!")
+	t.Setenv("APP_ADMIN_TOKEN", "admin-token-for-the-test")
+	a, err := authenticator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	call, _, stop := start(t, []string{"-listen", "127.0.0.1:0", "-registry", regDSN})
+	defer stop()
+	if code, body := call("GET", "/readyz", "", "", ""); code != 200 || !strings.Contains(body, `"registry"`) {
+		t.Errorf("/readyz: %d %s", code, body)
+	}
+	tok, _ := a.Token(tn.ID, time.Minute)
+	if code, body := call("POST", "/v1/customers", "Authorization", "Bearer "+tok, `{"name":"R","email":"r@registry.example"}`); code != 201 {
+		t.Fatalf("create through the router: %d %s", code, body)
+	}
+	if _, err := store.Suspend(ctx, tn.ID); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for code, _ := call("GET", "/v1/customers", "Authorization", "Bearer "+tok, ""); code != 403; code, _ = call("GET", "/v1/customers", "Authorization", "Bearer "+tok, "") {
+		if time.Now().After(deadline) {
+			t.Fatalf("suspended tenant still answered %d", code)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := store.Resume(ctx, tn.ID); err != nil {
+		t.Fatal(err)
+	}
+	for code, _ := call("GET", "/v1/customers", "Authorization", "Bearer "+tok, ""); code != 200; code, _ = call("GET", "/v1/customers", "Authorization", "Bearer "+tok, "") {
+		if time.Now().After(deadline) {
+			t.Fatalf("resumed tenant still answered %d", code)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	code, body := call("GET", "/admin/v1/tenants/counts", "Authorization", "Bearer admin-token-for-the-test", "")
+	if code != 200 || !strings.Contains(body, tn.ID.String()) || !strings.Contains(body, `"customers":1`) {
+		t.Errorf("admin report: %d %s", code, body)
 	}
 }
 
