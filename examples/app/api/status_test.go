@@ -14,6 +14,7 @@ import (
 	"github.com/tenantry/tenantry/examples/app/api"
 	"github.com/tenantry/tenantry/examples/app/ent/customer"
 	"github.com/tenantry/tenantry/internal/apptest"
+	"github.com/tenantry/tenantry/router"
 	"github.com/tenantry/tenantry/tenancy"
 	"github.com/tenantry/tenantry/tenancy/admission"
 	"github.com/tenantry/tenantry/tenancy/ratelimit"
@@ -139,7 +140,7 @@ func TestTenantStates(t *testing.T) {
 	}
 }
 
-var errRegistry = fmt.Errorf("lookup: %w", routerUnavailable())
+var errRegistry = fmt.Errorf("lookup: %w", router.ErrRegistryUnavailable)
 
 // TestThrottled: a tenant over its plan's rate gets 429 with Retry-After;
 // another tenant on the same shard is not affected.

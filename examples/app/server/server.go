@@ -19,6 +19,7 @@ import (
 
 	"github.com/tenantry/tenantry/examples/app/api"
 	"github.com/tenantry/tenantry/examples/app/auth"
+	"github.com/tenantry/tenantry/tenancy"
 )
 
 // Check is one readiness check: the registry, or a shard.
@@ -44,6 +45,11 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// CheckTimeout bounds each readiness check (default 2 s).
 	CheckTimeout time.Duration
+	// Precheck, when set, runs after authentication and before the
+	// handler: an error (e.g. the admission gate's standing refusal of a
+	// throttled tenant) answers the request without building any query.
+	// Wire it to admission.Gate.Check where the gate has it.
+	Precheck func(tenant tenancy.ID) error
 }
 
 // Server is the app's HTTP server.
@@ -111,7 +117,19 @@ func New(cfg Config) (*Server, error) {
 		root.Handle("/admin/", cfg.Admin)
 	}
 	onAuthErr := func(w http.ResponseWriter, r *http.Request, err error) { api.WriteError(w, r, s.log, err) }
-	root.Handle("/v1/", cfg.Auth.Middleware(onAuthErr)(s.api))
+	var apiHandler http.Handler = s.api
+	if cfg.Precheck != nil {
+		apiHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if id, ok := tenancy.FromContext(r.Context()); ok {
+				if err := cfg.Precheck(id); err != nil {
+					api.WriteError(w, r, s.log, err)
+					return
+				}
+			}
+			s.api.ServeHTTP(w, r)
+		})
+	}
+	root.Handle("/v1/", cfg.Auth.Middleware(onAuthErr)(apiHandler))
 	s.handler = s.observe(root)
 	return s, nil
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +19,8 @@ import (
 	"github.com/tenantry/tenantry/examples/app/api"
 	"github.com/tenantry/tenantry/examples/app/auth"
 	"github.com/tenantry/tenantry/examples/app/server"
+	"github.com/tenantry/tenantry/tenancy"
+	"github.com/tenantry/tenantry/tenancy/ratelimit"
 )
 
 // newServer returns a server without a database: these tests exercise
@@ -196,5 +200,35 @@ func TestHealthReadyMetrics(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"route":"GET /v1/orders/{id}"`) || !strings.Contains(logs.String(), `"status":401`) {
 		t.Errorf("no access log line for the refused request: %s", logs.String())
+	}
+}
+
+// TestPrecheck: a refusal of the precheck answers before the handler (the
+// API here has no client: reaching it would fail differently), with the
+// status of the error.
+func TestPrecheck(t *testing.T) {
+	a, err := auth.New(auth.Config{Secret: []byte(strings.Repeat("k", 32))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenant := tenancy.NewID()
+	var checked []tenancy.ID
+	s, err := server.New(server.Config{API: &api.API{}, Auth: a, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Precheck: func(id tenancy.ID) error {
+			checked = append(checked, id)
+			return fmt.Errorf("gate: %w", ratelimit.ErrThrottled)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	tok, _ := a.Token(tenant, time.Minute)
+	code, body := get(t, srv.URL+"/v1/orders", "Authorization", "Bearer "+tok)
+	if code != 429 || !strings.Contains(body, `"throttled"`) || len(checked) != 1 || checked[0] != tenant {
+		t.Errorf("precheck refusal: %d %s, checked %v", code, body, checked)
+	}
+	if code, _ := get(t, srv.URL+"/v1/orders"); code != 401 || len(checked) != 1 {
+		t.Errorf("unauthenticated request: %d, checked %d times", code, len(checked))
 	}
 }
