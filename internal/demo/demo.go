@@ -225,7 +225,14 @@ func Run(ctx context.Context, w io.Writer, opts Options) (err error) {
 		return err
 	}
 
+	hd, err := runHTTP(ctx, s, w, clusters, roles, desired)
+	if err != nil {
+		return err
+	}
+	defer hd.close()
+
 	if opts.Keep {
+		hd.printKeep(w)
 		fmt.Fprintln(w, "\nclusters are running; connect with:")
 		for i, c := range clusters {
 			fmt.Fprintf(w, "  shard%d  psql %q\n", i, c.DSN(roles.Admin, apptest.Database))
@@ -235,6 +242,9 @@ func Run(ctx context.Context, w io.Writer, opts Options) (err error) {
 		}
 		fmt.Fprintln(w, "press Ctrl-C to stop and remove them")
 		<-ctx.Done()
+	}
+	if err := s.do("stop the app server gracefully", hd.shutdown); err != nil {
+		return err
 	}
 	fmt.Fprintf(w, "\ndemo finished OK: %d steps in %s\n", s.n, time.Since(s.start).Round(time.Millisecond))
 	return nil

@@ -15,7 +15,9 @@ func TestDemo(t *testing.T) {
 	if err := demo.Run(context.Background(), &out, demo.Options{}); err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"demo finished OK", "fails closed", "row-level security", "removed the throwaway clusters"} {
+	for _, want := range []string{"demo finished OK", "fails closed", "row-level security", "removed the throwaway clusters",
+		"provision bigco  in dedicated mode", "404, the same answer", "throttled (429 + Retry-After)", "victims:", "write: 503 Retry-After",
+		"move one tenant live between shards", "stop the app server gracefully"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}

@@ -1,5 +1,7 @@
 // Package admin holds the example app's operator reports: the only code of
-// the app that reads across tenants. It does so through the logged escape
+// the app that reads across tenants. Fleet.Counts reports per tenant across
+// every shard (one query per schema and table); Handler serves it on
+// /admin/v1/tenants/counts behind an admin token of its own. It does so through the logged escape
 // hatch, tenancy.Unscoped, which runs on the shard's admin role (bypassing
 // row-level security) and turns the generated client's tenant filter off.
 //

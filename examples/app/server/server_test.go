@@ -1,0 +1,234 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tenantry/tenantry/examples/app/api"
+	"github.com/tenantry/tenantry/examples/app/auth"
+	"github.com/tenantry/tenantry/examples/app/server"
+	"github.com/tenantry/tenantry/tenancy"
+	"github.com/tenantry/tenantry/tenancy/ratelimit"
+)
+
+// newServer returns a server without a database: these tests exercise
+// the endpoints that need none.
+func newServer(t *testing.T, checks []server.Check, logs io.Writer) (*server.Server, *prometheus.Registry) {
+	t.Helper()
+	a, err := auth.New(auth.Config{Secret: []byte(strings.Repeat("k", 32))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	s, err := server.New(server.Config{
+		API: &api.API{}, Auth: a, Ready: checks, Metrics: reg,
+		Log: slog.New(slog.NewJSONHandler(logs, nil)), ShutdownTimeout: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, reg
+}
+
+func get(t *testing.T, url string, header ...string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestGracefulShutdown: a request in flight when shutdown starts finishes
+// with its answer; /readyz says not ready while draining; afterwards the
+// listener is closed and Serve returns nil.
+func TestGracefulShutdown(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	var logs strings.Builder
+	s, _ := newServer(t, []server.Check{{Name: "slow", Check: func(ctx context.Context) error {
+		select {
+		case started <- struct{}{}:
+			<-release
+		default:
+		}
+		return nil
+	}}}, &logs)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+
+	type result struct {
+		status int
+		body   string
+	}
+	inflight := make(chan result, 1)
+	go func() {
+		code, body := get(t, url+"/readyz")
+		inflight <- result{code, body}
+	}()
+	<-started
+	cancel() // SIGTERM
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("Serve returned with a request in flight: %v", err)
+	default:
+	}
+	if _, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+		t.Error("the listener still accepts connections during the drain")
+	}
+	close(release)
+	r := <-inflight
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "shutting down") {
+		t.Errorf("in-flight readiness answered %d %s, want 503 shutting down", r.status, r.body)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after the drain")
+	}
+	if !strings.Contains(logs.String(), "shut down cleanly") {
+		t.Errorf("no clean shutdown in the log: %s", logs.String())
+	}
+}
+
+// TestDrainDeadline: a request that outlives the drain deadline is cut off
+// and Serve says so.
+func TestDrainDeadline(t *testing.T) {
+	started := make(chan struct{}, 1)
+	s, _ := newServer(t, []server.Check{{Name: "stuck", Check: func(ctx context.Context) error {
+		started <- struct{}{}
+		time.Sleep(4 * time.Second) // ignores its context, like a stuck handler
+		return nil
+	}}}, io.Discard)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	go http.Get("http://" + ln.Addr().String() + "/readyz") //nolint:errcheck
+	<-started
+	t0 := time.Now()
+	cancel()
+	err = <-done
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Serve = %v, want the drain deadline", err)
+	}
+	if d := time.Since(t0); d > 3500*time.Millisecond {
+		t.Errorf("shutdown took %s with a 2 s drain deadline", d)
+	}
+}
+
+// TestHealthReadyMetrics: liveness, readiness with a failing check,
+// metrics of requests, and an access log without the credential.
+func TestHealthReadyMetrics(t *testing.T) {
+	var logs strings.Builder
+	failing := errors.New("shard0: connection refused")
+	s, _ := newServer(t, []server.Check{
+		{Name: "registry", Check: func(context.Context) error { return nil }},
+		{Name: "shard0", Check: func(context.Context) error { return failing }},
+	}, &logs)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Serve(ctx, ln) //nolint:errcheck
+	url := "http://" + ln.Addr().String()
+
+	if code, body := get(t, url+"/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+	code, body := get(t, url+"/readyz")
+	var ready struct {
+		Ready  bool
+		Checks []struct {
+			Name  string
+			OK    bool
+			Error string
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &ready); err != nil || code != 503 || ready.Ready || len(ready.Checks) != 2 ||
+		!ready.Checks[0].OK || ready.Checks[1].OK || ready.Checks[1].Error != failing.Error() {
+		t.Errorf("/readyz with a failing shard: %d %s", code, body)
+	}
+	const secret = "Bearer sekrit-token-that-must-not-be-logged"
+	if code, _ := get(t, url+"/v1/orders/123", "Authorization", secret); code != 401 {
+		t.Errorf("bad token: %d", code)
+	}
+	code, body = get(t, url+"/metrics")
+	for _, want := range []string{
+		`app_http_requests_total{code="401",method="GET",route="GET /v1/orders/{id}"} 1`,
+		`app_http_requests_total{code="503",method="GET",route="/readyz"} 1`,
+		`app_http_request_duration_seconds_bucket{route="/healthz"`,
+	} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(logs.String(), "sekrit") {
+		t.Errorf("the log holds the credential: %s", logs.String())
+	}
+	if !strings.Contains(logs.String(), `"route":"GET /v1/orders/{id}"`) || !strings.Contains(logs.String(), `"status":401`) {
+		t.Errorf("no access log line for the refused request: %s", logs.String())
+	}
+}
+
+// TestPrecheck: a refusal of the precheck answers before the handler (the
+// API here has no client: reaching it would fail differently), with the
+// status of the error.
+func TestPrecheck(t *testing.T) {
+	a, err := auth.New(auth.Config{Secret: []byte(strings.Repeat("k", 32))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenant := tenancy.NewID()
+	var checked []tenancy.ID
+	s, err := server.New(server.Config{API: &api.API{}, Auth: a, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Precheck: func(id tenancy.ID) error {
+			checked = append(checked, id)
+			return fmt.Errorf("gate: %w", ratelimit.ErrThrottled)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	tok, _ := a.Token(tenant, time.Minute)
+	code, body := get(t, srv.URL+"/v1/orders", "Authorization", "Bearer "+tok)
+	if code != 429 || !strings.Contains(body, `"throttled"`) || len(checked) != 1 || checked[0] != tenant {
+		t.Errorf("precheck refusal: %d %s, checked %v", code, body, checked)
+	}
+	if code, _ := get(t, srv.URL+"/v1/orders"); code != 401 || len(checked) != 1 {
+		t.Errorf("unauthenticated request: %d, checked %d times", code, len(checked))
+	}
+}
