@@ -170,6 +170,7 @@ func runHTTP(ctx context.Context, s *steps, w io.Writer, clusters []*pgtest.Clus
 		srv, err := server.New(server.Config{
 			API: &api.API{Client: stack.Client}, Auth: d.auth, Admin: adminHandler, Metrics: reg, Log: quiet,
 			Ready: server.ShardChecks(d.router.Shards()), ShutdownTimeout: 5 * time.Second,
+			Precheck: stack.Gate.Check,
 		})
 		if err != nil {
 			return "", err

@@ -231,6 +231,9 @@ func serve(ctx context.Context, args []string, log *slog.Logger) error {
 	cfg := server.Config{
 		API: &api.API{Client: stack.Client, Log: log}, Auth: a, Ready: checks,
 		Metrics: metricsReg, Log: log, ShutdownTimeout: *drain,
+		// A tenant the rate limiter refused is turned away before its
+		// queries are built (80 ns instead of ~8 µs and 130 allocations).
+		Precheck: stack.Gate.Check,
 	}
 	if tok := os.Getenv("APP_ADMIN_TOKEN"); tok != "" {
 		// The fleet report reads across tenants (examples/app/admin, on the
