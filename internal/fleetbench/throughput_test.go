@@ -183,7 +183,7 @@ type tpParams struct {
 	configs       []tpConfig
 	clients       int      // pgbench -c
 	modes         []string // pgbench -M
-	scale         int // pgbench -i -s
+	scale         int      // pgbench -i -s
 	slice, warmup time.Duration
 	rounds        int
 }
