@@ -58,8 +58,8 @@ func readTables(ctx context.Context, c *shardConn, schema string) ([]table, erro
 	rows, err := c.pool.Query(ctx, `SELECT c.relname::text, coalesce(array_agg(a.attname::text ORDER BY a.attname) FILTER (WHERE a.attnum > 0), '{}')
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-		WHERE n.nspname = $1 AND (c.relkind = 'p' OR (c.relkind = 'r' AND NOT c.relispartition))
-		GROUP BY c.relname ORDER BY c.relname`, schema)
+		WHERE n.nspname = $1 AND (c.relkind = 'p' OR (c.relkind = 'r' AND NOT c.relispartition)) AND c.relname <> $2
+		GROUP BY c.relname ORDER BY c.relname`, schema, markerTable)
 	if err != nil {
 		return nil, fmt.Errorf("shard %s: tables of %s: %w", c.shard.Name, schema, err)
 	}
@@ -250,7 +250,9 @@ func tableBytes(ctx context.Context, c *shardConn, schema string) (int64, error)
 // sequences lists the sequences of a schema.
 func sequences(ctx context.Context, c *shardConn, schema string) ([]string, error) {
 	rows, err := c.pool.Query(ctx, `SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = $1 AND c.relkind = 'S' ORDER BY 1`, schema)
+		WHERE n.nspname = $1 AND c.relkind = 'S' AND NOT EXISTS (SELECT FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid
+			WHERE d.objid = c.oid AND d.deptype IN ('a', 'i') AND t.relname = $2)
+		ORDER BY 1`, schema, markerTable)
 	if err != nil {
 		return nil, fmt.Errorf("shard %s: sequences of %s: %w", c.shard.Name, schema, err)
 	}
