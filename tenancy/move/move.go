@@ -182,17 +182,20 @@ type state struct {
 	To         registry.Placement `json:"to"`
 	PriorState registry.State     `json:"prior_state"`
 	// Target schema created by this job (so rollback may drop it).
-	TargetCreated bool          `json:"target_created,omitempty"`
-	FenceLSN      string        `json:"fence_lsn,omitempty"`
-	FencedAt      time.Time     `json:"fenced_at,omitzero"`
-	CopyNanos     time.Duration `json:"copy_ns,omitempty"`
-	Bytes         int64         `json:"bytes,omitempty"`
-	Rows          int64         `json:"rows,omitempty"`
-	WindowNanos   time.Duration `json:"window_ns,omitempty"`
-	Verified      bool          `json:"verified,omitempty"`
-	VerifyNote    string        `json:"verify_note,omitempty"`
-	Tables        []TableCheck  `json:"tables,omitempty"`
-	Retired       string        `json:"retired,omitempty"`
+	TargetCreated bool `json:"target_created,omitempty"`
+	// SubOID is the target subscription's oid, which names its table sync
+	// slots on the source (pg_<oid>_sync_<table oid>_<system id>).
+	SubOID      uint32        `json:"sub_oid,omitempty"`
+	FenceLSN    string        `json:"fence_lsn,omitempty"`
+	FencedAt    time.Time     `json:"fenced_at,omitzero"`
+	CopyNanos   time.Duration `json:"copy_ns,omitempty"`
+	Bytes       int64         `json:"bytes,omitempty"`
+	Rows        int64         `json:"rows,omitempty"`
+	WindowNanos time.Duration `json:"window_ns,omitempty"`
+	Verified    bool          `json:"verified,omitempty"`
+	VerifyNote  string        `json:"verify_note,omitempty"`
+	Tables      []TableCheck  `json:"tables,omitempty"`
+	Retired     string        `json:"retired,omitempty"`
 }
 
 func (s *state) params() map[string]any {

@@ -147,11 +147,26 @@ func dropPublication(ctx context.Context, c *shardConn, pub string) error {
 // publication (source), whatever is there. It tries every step and joins
 // the errors.
 func (r *run) cleanupReplication(ctx context.Context) error {
-	return errors.Join(
+	errs := []error{
 		dropSubscription(ctx, r.dst, r.names.subscription),
 		dropSlot(ctx, r.src, r.names.slot),
 		dropPublication(ctx, r.src, r.names.publication),
-	)
+	}
+	if r.st.SubOID != 0 {
+		// Table sync slots a dead target could not drop.
+		rows, err := r.src.pool.Query(ctx, "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name LIKE $1",
+			fmt.Sprintf(`pg\_%d\_sync\_%%`, r.st.SubOID))
+		if err == nil {
+			var slots []string
+			if slots, err = pgx.CollectRows(rows, pgx.RowTo[string]); err == nil {
+				for _, s := range slots {
+					errs = append(errs, dropSlot(ctx, r.src, s))
+				}
+			}
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // leftovers reports the replication objects of the tenant's move that

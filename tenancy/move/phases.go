@@ -144,6 +144,12 @@ func (r *run) copy(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create subscription: %w", err)
 	}
+	if err := r.dst.pool.QueryRow(ctx, "SELECT oid FROM pg_subscription WHERE subname = $1", r.names.subscription).Scan(&r.st.SubOID); err != nil {
+		return fmt.Errorf("shard %s: subscription: %w", r.dst.shard.Name, err)
+	}
+	if err := r.save(ctx); err != nil {
+		return err
+	}
 	deadline := start.Add(r.m.cfg.CopyTimeout)
 	for tick := 0; ; tick++ {
 		ready, err := r.subscriptionReady(ctx)
