@@ -473,6 +473,10 @@ func (m *Mover) run(ctx context.Context, job registry.Job, t registry.Tenant, st
 			return nil, r.fail(ctx, runCtx, p, err)
 		}
 	}
+	done := string(PhaseDone)
+	if _, err := m.cfg.Store.UpdateJob(ctx, job.ID, m.cfg.Owner, registry.JobUpdate{Phase: &done, Params: st.params()}); err != nil {
+		return nil, err
+	}
 	if err := m.cfg.Store.FinishJob(ctx, job.ID, m.cfg.Owner, registry.JobDone, st.VerifyNote); err != nil {
 		return nil, err
 	}
