@@ -156,8 +156,9 @@ type JobUpdate struct {
 }
 
 // UpdateJob records progress of a running job owned by owner and renews its
-// heartbeat. It fails with ErrJobOwner when owner no longer runs the job.
-func (s *Store) UpdateJob(ctx context.Context, id int, owner string, u JobUpdate) (Job, error) {
+// heartbeat, in one statement. It fails with ErrJobOwner when owner no
+// longer runs the job.
+func (s *Store) UpdateJob(ctx context.Context, id int, owner string, u JobUpdate) error {
 	q := s.client.Job.Update().Where(entjob.ID(id), entjob.Owner(owner), entjob.StateEQ(entjob.StateRunning)).
 		SetHeartbeat(time.Now())
 	if u.Phase != nil {
@@ -168,12 +169,12 @@ func (s *Store) UpdateJob(ctx context.Context, id int, owner string, u JobUpdate
 	}
 	n, err := q.Save(ctx)
 	if err != nil {
-		return Job{}, wrap(err, "registry: job %d: update", id)
+		return wrap(err, "registry: job %d: update", id)
 	}
 	if n == 0 {
-		return Job{}, fmt.Errorf("registry: job %d (owner %q): %w", id, owner, ErrJobOwner)
+		return fmt.Errorf("registry: job %d (owner %q): %w", id, owner, ErrJobOwner)
 	}
-	return s.Job(ctx, id)
+	return nil
 }
 
 // TakeJob makes owner the runner of a running job whose runner is owner
@@ -269,7 +270,10 @@ func (s *Store) Cutover(ctx context.Context, id tenancy.ID, to Placement) (Tenan
 // its owner sees a cancel request. It fails with ErrJobOwner when owner no
 // longer runs the job.
 func (s *Store) Heartbeat(ctx context.Context, id int, owner string) (Job, error) {
-	return s.UpdateJob(ctx, id, owner, JobUpdate{})
+	if err := s.UpdateJob(ctx, id, owner, JobUpdate{}); err != nil {
+		return Job{}, err
+	}
+	return s.Job(ctx, id)
 }
 
 // RequestCancel asks a running job to stop: its owner sees the request with

@@ -219,16 +219,17 @@ func stateOf(j registry.Job) (*state, error) {
 
 // run is one mover's work on one job.
 type run struct {
-	m      *Mover
-	job    registry.Job
-	tenant registry.Tenant
-	st     *state
-	src    *shardConn
-	dst    *shardConn
-	log    *slog.Logger
-	phase  atomic.Value // Phase
-	names  names
-	start  time.Time
+	m       *Mover
+	job     registry.Job
+	tenant  registry.Tenant
+	st      *state
+	src     *shardConn
+	dst     *shardConn
+	log     *slog.Logger
+	phase   atomic.Value // Phase
+	names   names
+	start   time.Time
+	resumed bool
 
 	verifySnap *snapshot // the target, as of the flip
 }
@@ -458,6 +459,7 @@ func (m *Mover) run(ctx context.Context, job registry.Job, t registry.Tenant, st
 
 	p := Phase(job.Phase)
 	if !fresh {
+		r.resumed = true
 		p = r.resumePoint(runCtx, p)
 		r.log.Info("move: resuming", "phase", p)
 	}
@@ -474,7 +476,7 @@ func (m *Mover) run(ctx context.Context, job registry.Job, t registry.Tenant, st
 		}
 	}
 	done := string(PhaseDone)
-	if _, err := m.cfg.Store.UpdateJob(ctx, job.ID, m.cfg.Owner, registry.JobUpdate{Phase: &done, Params: st.params()}); err != nil {
+	if err := m.cfg.Store.UpdateJob(ctx, job.ID, m.cfg.Owner, registry.JobUpdate{Phase: &done, Params: st.params()}); err != nil {
 		return nil, err
 	}
 	if err := m.cfg.Store.FinishJob(ctx, job.ID, m.cfg.Owner, registry.JobDone, st.VerifyNote); err != nil {
@@ -512,7 +514,7 @@ func (r *run) resumePoint(ctx context.Context, p Phase) Phase {
 func (r *run) enter(ctx context.Context, p Phase) error {
 	r.phase.Store(p)
 	ph := string(p)
-	if _, err := r.m.cfg.Store.UpdateJob(ctx, r.job.ID, r.m.cfg.Owner, registry.JobUpdate{Phase: &ph, Params: r.st.params()}); err != nil {
+	if err := r.m.cfg.Store.UpdateJob(ctx, r.job.ID, r.m.cfg.Owner, registry.JobUpdate{Phase: &ph, Params: r.st.params()}); err != nil {
 		return err
 	}
 	r.log.Info("move: phase", "phase", ph)
@@ -525,8 +527,7 @@ func (r *run) enter(ctx context.Context, p Phase) error {
 
 // save records the job's params.
 func (r *run) save(ctx context.Context) error {
-	_, err := r.m.cfg.Store.UpdateJob(ctx, r.job.ID, r.m.cfg.Owner, registry.JobUpdate{Params: r.st.params()})
-	return err
+	return r.m.cfg.Store.UpdateJob(ctx, r.job.ID, r.m.cfg.Owner, registry.JobUpdate{Params: r.st.params()})
 }
 
 func (r *run) do(ctx context.Context, p Phase) error {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -230,10 +231,7 @@ func (r *run) catchup(ctx context.Context) error {
 // database (a stale router's write fails), then waits for the writes that
 // were under way.
 func (r *run) fence(ctx context.Context) error {
-	r.st.FencedAt = time.Now()
-	if err := r.save(ctx); err != nil {
-		return err
-	}
+	r.st.FencedAt = time.Now() // saved with the next phase
 	t, err := r.m.cfg.Store.SetState(ctx, r.tenant.ID, registry.Moving)
 	if err != nil {
 		return err
@@ -310,9 +308,11 @@ func (r *run) drain(ctx context.Context) error {
 // current position (after the drain: every write of the tenant), then
 // copies the sequences and takes the verification snapshot of the target.
 func (r *run) sync(ctx context.Context) error {
-	// A resumed move re-applies the fence (idempotent) before trusting it.
-	if err := r.fenceSource(ctx); err != nil {
-		return err
+	if r.resumed {
+		// Re-apply the fence (idempotent) before trusting it.
+		if err := r.fenceSource(ctx); err != nil {
+			return err
+		}
 	}
 	// Every write of the tenant committed before the fence went up (the
 	// drain is over); a marker row inserted now commits after all of them,
@@ -320,10 +320,19 @@ func (r *run) sync(ctx context.Context) error {
 	// on the target, so is every acknowledged write. (The slot's
 	// confirmed_flush_lsn is not a safe signal: the target may confirm a
 	// position before it has applied the transaction in flight there.)
+	// The marker commits synchronously whatever the server's setting: the
+	// walsender only sends flushed WAL, and an asynchronous commit waits
+	// for the WAL writer (up to wal_writer_delay, 200 ms by default).
 	var nonce int64
 	var lsn string
-	if err := r.src.pool.QueryRow(ctx, "INSERT INTO "+qualified(r.st.From.Schema, markerTable)+
-		" (at) VALUES (clock_timestamp()) RETURNING id, pg_current_wal_insert_lsn()::text").Scan(&nonce, &lsn); err != nil {
+	err := pgx.BeginFunc(ctx, r.src.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = on"); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, "INSERT INTO "+qualified(r.st.From.Schema, markerTable)+
+			" (at) VALUES (clock_timestamp()) RETURNING id, pg_current_wal_insert_lsn()::text").Scan(&nonce, &lsn)
+	})
+	if err != nil {
 		return fmt.Errorf("shard %s: marker: %w", r.src.shard.Name, err)
 	}
 	r.st.FenceLSN = lsn
@@ -334,6 +343,11 @@ func (r *run) sync(ctx context.Context) error {
 			return fmt.Errorf("shard %s: marker: %w", r.dst.shard.Name, err)
 		}
 		if seen {
+			var at, now, sent, recv time.Time
+			if os.Getenv("TENANTRY_MOVE_DEBUG") != "" {
+				r.dst.pool.QueryRow(ctx, "SELECT at, clock_timestamp(), coalesce(last_msg_send_time, 'epoch'), coalesce(last_msg_receipt_time, 'epoch') FROM "+qualified(r.st.To.Schema, markerTable)+", pg_stat_subscription WHERE id = $1 AND subname = $2", nonce, r.names.subscription).Scan(&at, &now, &sent, &recv)
+			}
+			r.log.Info("move: final catch-up done", "marker_lsn", lsn, "polls", i+1, "send", sent.Sub(at), "recv", recv.Sub(at), "seen", now.Sub(at))
 			break
 		}
 		if i%50 == 49 {
@@ -519,7 +533,7 @@ func (r *run) rollback(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if t.State == registry.Moving || !Phase(r.job.Phase).before(PhaseFence) || !r.st.FencedAt.IsZero() {
+	if t.State == registry.Moving || !r.phase.Load().(Phase).before(PhaseFence) || !r.st.FencedAt.IsZero() {
 		if err := r.unfenceSource(ctx); err != nil {
 			// Writes stay refused: leave the tenant fenced in the registry too.
 			return fmt.Errorf("give writes back on the source (the tenant stays fenced; abort again when the source answers): %w", err)
