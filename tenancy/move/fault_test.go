@@ -42,7 +42,7 @@ func syncSlots(t testing.TB, c *pgx.Conn) []string {
 // removes the leftovers and completes.
 func TestKillTargetMidCopy(t *testing.T) {
 	ctx := context.Background()
-	target, err := pgtest.Start(ctx, pgtest.Options{Name: "move-target"})
+	target, err := pgtest.Start(ctx, pgtest.Options{Name: "move-target", Settings: map[string]string{"wal_retrieve_retry_interval": "100ms"}})
 	require.NoError(t, err)
 	t.Cleanup(func() { target.Close() })
 	f := newFleet(t, twoShards(t)[0], shardSpec{"sk", target, "app"})

@@ -71,7 +71,18 @@ func prepare(t testing.TB, c *pgtest.Cluster, db string) {
 	if err == nil {
 		sh.Pool.Close()
 		sh.Admin.Close()
-		if db != apptest.Database {
+		// PostgreSQL 15's logical replication launcher starts apply workers
+		// at most once per wal_retrieve_retry_interval (5 s) per cluster:
+		// moves in quick succession would wait for it.
+		var super *sql.DB
+		if super, err = sql.Open("pgx", c.SuperuserDSN()); err == nil {
+			_, err = super.ExecContext(ctx, "ALTER SYSTEM SET wal_retrieve_retry_interval = '100ms'")
+			if err == nil {
+				_, err = super.ExecContext(ctx, "SELECT pg_reload_conf()")
+			}
+			super.Close()
+		}
+		if err == nil && db != apptest.Database {
 			var super *sql.DB
 			super, err = sql.Open("pgx", c.SuperuserDSN())
 			if err == nil {
