@@ -185,7 +185,10 @@ type state struct {
 	TargetCreated bool `json:"target_created,omitempty"`
 	// SubOID is the target subscription's oid, which names its table sync
 	// slots on the source (pg_<oid>_sync_<table oid>_<system id>).
-	SubOID      uint32        `json:"sub_oid,omitempty"`
+	SubOID uint32 `json:"sub_oid,omitempty"`
+	// Deferred are the statements that recreate the target's secondary
+	// indexes and constraints, dropped for the copy.
+	Deferred    []string      `json:"deferred,omitempty"`
 	FenceLSN    string        `json:"fence_lsn,omitempty"`
 	FencedAt    time.Time     `json:"fenced_at,omitzero"`
 	CopyNanos   time.Duration `json:"copy_ns,omitempty"`
@@ -498,7 +501,7 @@ func (r *run) resumePoint(ctx context.Context, p Phase) Phase {
 	case PhasePrepare, PhaseCopy:
 		return PhasePrepare // the copy starts over (prepare removes what the last one left)
 	case PhaseCatchup:
-		if ok, _ := r.subscriptionReady(ctx); ok {
+		if ok, _ := r.subscriptionReady(ctx); ok && len(r.st.Deferred) == 0 {
 			return PhaseCatchup
 		}
 		return PhasePrepare

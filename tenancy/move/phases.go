@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -138,6 +139,9 @@ func (r *run) copy(ctx context.Context) error {
 		return err
 	}
 	start := time.Now()
+	if err := r.deferIndexes(ctx); err != nil {
+		return err
+	}
 	err = r.dst.exec(ctx, "CREATE SUBSCRIPTION "+ident(r.names.subscription)+
 		" CONNECTION "+literal(r.src.shard.DSN)+
 		" PUBLICATION "+ident(r.names.publication)+
@@ -176,6 +180,9 @@ func (r *run) copy(ctx context.Context) error {
 		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
+	}
+	if err := r.restoreIndexes(ctx); err != nil {
+		return err
 	}
 	r.st.CopyNanos = time.Since(start)
 	r.st.Bytes = total
@@ -556,4 +563,96 @@ func (r *run) rollback(ctx context.Context) error {
 		errs = append(errs, r.dst.exec(ctx, "DROP SCHEMA IF EXISTS "+ident(r.st.To.Schema)+" CASCADE"))
 	}
 	return errors.Join(errs...)
+}
+
+// deferredSQL lists, for the target schema, the statements that drop its
+// foreign keys, unique and exclusion constraints and secondary indexes
+// (primary keys stay: the apply worker finds rows by them) and those that
+// recreate them. Building an index over loaded rows is much faster than
+// maintaining it row by row during the copy; constraints are not checked
+// by the apply worker anyway (it runs as a replica), and are validated
+// when they come back.
+const deferredSQL = `
+SELECT 1 AS ord, format('ALTER TABLE %I.%I DROP CONSTRAINT %I', n.nspname, c.relname, k.conname),
+       format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', n.nspname, c.relname, k.conname, pg_get_constraintdef(k.oid))
+FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND k.contype = 'f'
+UNION ALL
+SELECT 2, format('ALTER TABLE %I.%I DROP CONSTRAINT %I', n.nspname, c.relname, k.conname),
+       format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', n.nspname, c.relname, k.conname, pg_get_constraintdef(k.oid))
+FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND k.contype IN ('u', 'x')
+UNION ALL
+SELECT 3, format('DROP INDEX %I.%I', n.nspname, i.relname), pg_get_indexdef(i.oid)
+FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND NOT x.indisprimary AND c.relname <> $2
+  AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = x.indexrelid AND k.conrelid = x.indrelid)
+ORDER BY 1, 2`
+
+// deferIndexes drops the target's secondary indexes and constraints for
+// the copy, recording how to recreate them.
+func (r *run) deferIndexes(ctx context.Context) error {
+	rows, err := r.dst.pool.Query(ctx, deferredSQL, r.st.To.Schema, markerTable)
+	if err != nil {
+		return fmt.Errorf("shard %s: indexes of %s: %w", r.dst.shard.Name, r.st.To.Schema, err)
+	}
+	var drops, creates []string
+	for rows.Next() {
+		var ord int
+		var drop, create string
+		if err := rows.Scan(&ord, &drop, &create); err != nil {
+			rows.Close()
+			return err
+		}
+		drops = append(drops, drop)
+		creates = append(creates, create)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("shard %s: indexes of %s: %w", r.dst.shard.Name, r.st.To.Schema, err)
+	}
+	// Recreate in the reverse order: indexes and unique constraints before
+	// the foreign keys that need them.
+	slices.Reverse(creates)
+	r.st.Deferred = creates
+	if err := r.save(ctx); err != nil {
+		return err
+	}
+	err = pgx.BeginFunc(ctx, r.dst.pool, func(tx pgx.Tx) error {
+		for _, d := range drops {
+			if _, err := tx.Exec(ctx, d); err != nil {
+				return fmt.Errorf("%s: %w", d, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("shard %s: defer indexes: %w", r.dst.shard.Name, err)
+	}
+	return nil
+}
+
+// restoreIndexes recreates what deferIndexes dropped, in one transaction.
+func (r *run) restoreIndexes(ctx context.Context) error {
+	if len(r.st.Deferred) == 0 {
+		return nil
+	}
+	start := time.Now()
+	err := pgx.BeginFunc(ctx, r.dst.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL maintenance_work_mem = '256MB'"); err != nil {
+			return err
+		}
+		for _, c := range r.st.Deferred {
+			if _, err := tx.Exec(ctx, c); err != nil {
+				return fmt.Errorf("%s: %w", c, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("shard %s: recreate indexes and constraints: %w", r.dst.shard.Name, err)
+	}
+	r.log.Info("move: indexes and constraints recreated", "statements", len(r.st.Deferred), "duration", time.Since(start).String())
+	r.st.Deferred = nil
+	return r.save(ctx)
 }
