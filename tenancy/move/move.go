@@ -467,14 +467,11 @@ func (m *Mover) run(ctx context.Context, job registry.Job, t registry.Tenant, st
 		r.log.Info("move: resuming", "phase", p)
 	}
 	for ; p != PhaseDone; p = Phases[p.index()+1] {
-		if err := r.enter(runCtx, p); err == nil {
+		err := r.enter(runCtx, p)
+		if err == nil {
 			err = r.do(runCtx, p)
-			if err == nil {
-				continue
-			} else {
-				return nil, r.fail(ctx, runCtx, p, err)
-			}
-		} else {
+		}
+		if err != nil {
 			return nil, r.fail(ctx, runCtx, p, err)
 		}
 	}
@@ -509,6 +506,7 @@ func (r *run) resumePoint(ctx context.Context, p Phase) Phase {
 		if r.flipped(ctx) {
 			return PhaseVerify
 		}
+		return PhaseSync // still fenced: catch up again, for a verification snapshot
 	}
 	return p
 }
@@ -563,7 +561,7 @@ func (r *run) do(ctx context.Context, p Phase) error {
 
 // fail handles a phase's error: before the flip it rolls back.
 func (r *run) fail(ctx, runCtx context.Context, p Phase, err error) error {
-	if cause := context.Cause(runCtx); cause != nil && runCtx.Err() != nil && ctx.Err() == nil {
+	if cause := context.Cause(runCtx); cause != nil && runCtx.Err() != nil && ctx.Err() == nil && !errors.Is(err, cause) {
 		err = fmt.Errorf("%w (%v)", cause, err)
 	}
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -152,15 +153,30 @@ func TestMoveUnderWriter(t *testing.T) {
 	flipDone := make(chan struct{})
 	go func() { defer close(flipDone); flipSeen = watchFlip(ctx, r, tn.ID, "s1") }()
 
-	m := f.mover(t, move.Config{OnPhase: func(_ context.Context, _ tenancy.ID, p move.Phase) error {
-		if p == move.PhaseFence {
+	// A sequence in the tenant's schema (the example app's ids are UUIDs):
+	// its value must follow the tenant, though logical replication does
+	// not carry sequences.
+	seq := pgx.Identifier{tn.Placement.Schema, "move_counter"}.Sanitize()
+	_, err := f.super(t, "s0").Exec(context.Background(), "CREATE SEQUENCE "+seq+"; SELECT setval('"+seq+"', 41)")
+	require.NoError(t, err)
+	m := f.mover(t, move.Config{OnPhase: func(ctx context.Context, _ tenancy.ID, p move.Phase) error {
+		switch p {
+		case move.PhaseCopy: // the target schema exists; the application's migration would add the sequence
+			_, err := f.super(t, "s1").Exec(ctx, "CREATE SEQUENCE "+seq)
+			return err
+		case move.PhaseFence:
 			fenceAt = time.Now()
+			_, err := f.super(t, "s0").Exec(ctx, "SELECT nextval('"+seq+"')") // 42, under way at the fence
+			return err
 		}
 		return nil
 	}})
 	res, err := m.Move(context.Background(), move.Request{Tenant: tn.Slug, Shard: "s1"})
 	require.NoError(t, err)
 	<-flipDone
+	var next int64
+	require.NoError(t, f.super(t, "s1").QueryRow(context.Background(), "SELECT nextval('"+seq+"')").Scan(&next))
+	require.Equal(t, int64(43), next, "the sequence continues on the target")
 	time.Sleep(100 * time.Millisecond) // writes after the move
 	stop()
 	wg.Wait()
