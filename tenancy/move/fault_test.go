@@ -206,3 +206,43 @@ func TestAbortAtEachPhase(t *testing.T) {
 	}
 	require.Empty(t, syncSlots(t, f.super(t, "a")))
 }
+
+// TestMoveToDedicated moves a tenant to a shard of its own, refusing a
+// shard that holds a tenant, the shard it is on, and a tenant already
+// moving.
+func TestMoveToDedicated(t *testing.T) {
+	ctx := context.Background()
+	c := twoShards(t)
+	f := newFleet(t, c[0], c[1], shardSpec{"d", c[1].cluster, "move_d"})
+	r := f.router(t)
+	client := clientOf(r)
+	tn := f.tenant(t, "s0")
+	seed(t, client, tn.ID, 3)
+	f.tenant(t, "s1")
+	m := f.mover(t, move.Config{})
+
+	_, err := m.Move(ctx, move.Request{Tenant: tn.Slug, Shard: "s1", Mode: registry.ModeDedicated})
+	require.ErrorIs(t, err, move.ErrTargetNotEmpty)
+	_, err = m.Move(ctx, move.Request{Tenant: tn.Slug, Shard: "s0"})
+	require.ErrorIs(t, err, move.ErrSameShard)
+	_, err = m.Move(ctx, move.Request{Tenant: tn.Slug, Shard: "d", Mode: "shared"})
+	require.ErrorIs(t, err, move.ErrUnsupported)
+
+	res, err := m.Move(ctx, move.Request{Tenant: tn.Slug, Shard: "d", Mode: registry.ModeDedicated})
+	require.NoError(t, err)
+	require.True(t, res.Verified)
+	got, err := f.store.Tenant(ctx, tn.Slug)
+	require.NoError(t, err)
+	require.Equal(t, registry.ModeDedicated, got.Placement.Mode)
+	require.Equal(t, "d", got.Placement.Shard)
+	sh, err := f.store.Shard(ctx, "d")
+	require.NoError(t, err)
+	require.False(t, sh.Accepting, "the dedicated shard takes no other tenant")
+	eventually(t, "the router to serve the tenant from d", func() bool {
+		p, err := r.Resolve(ctx, tn.ID)
+		return err == nil && p.Shard.Name == "d"
+	})
+	n, err := client.Customer.Query().Count(ctxOf(tn.ID))
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+}
