@@ -186,6 +186,11 @@ type state struct {
 	// SubOID is the target subscription's oid, which names its table sync
 	// slots on the source (pg_<oid>_sync_<table oid>_<system id>).
 	SubOID uint32 `json:"sub_oid,omitempty"`
+	// Shared: the tenant leaves a shared schema; its rows are replicated
+	// into Staging (the shared schema's name) on the target, renamed to
+	// To.Schema at the flip.
+	Shared  bool   `json:"shared,omitempty"`
+	Staging string `json:"staging,omitempty"`
 	// Deferred are the statements that recreate the target's secondary
 	// indexes and constraints, dropped for the copy.
 	Deferred    []string      `json:"deferred,omitempty"`
@@ -258,8 +263,6 @@ func (m *Mover) Move(ctx context.Context, req Request) (*Result, error) {
 		req.Mode = registry.ModeSchema
 	}
 	switch {
-	case t.Placement.Mode == registry.ModeShared:
-		return nil, fmt.Errorf("tenant %s: %w: from a shared placement (the source schema is shared, and PostgreSQL's logical replication maps tables by schema-qualified name)", t.Slug, ErrUnsupported)
 	case req.Mode != registry.ModeSchema && req.Mode != registry.ModeDedicated:
 		return nil, fmt.Errorf("tenant %s: %w: to mode %q (want schema or dedicated)", t.Slug, ErrUnsupported, req.Mode)
 	case req.Shard == t.Placement.Shard:
@@ -286,6 +289,9 @@ func (m *Mover) Move(ctx context.Context, req Request) (*Result, error) {
 	}
 	st := &state{From: t.Placement, PriorState: t.State,
 		To: registry.Placement{Shard: target.Name, Schema: t.Placement.Schema, Mode: req.Mode}}
+	if t.Placement.Mode == registry.ModeShared {
+		st.Shared, st.Staging, st.To.Schema = true, t.Placement.Schema, t.ID.SchemaName()
+	}
 	job, err := m.cfg.Store.StartJob(ctx, Kind, t.ID, m.cfg.Owner, string(PhasePrepare), st.params())
 	if err != nil {
 		if errors.Is(err, registry.ErrJobRunning) {
@@ -456,9 +462,11 @@ func (m *Mover) run(ctx context.Context, job registry.Job, t registry.Tenant, st
 	defer r.close()
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	hbDone := make(chan struct{})
-	go r.heartbeat(runCtx, cancel, hbDone)
-	defer func() { cancel(nil); <-hbDone }()
+	// The heartbeat goes on through a rollback, so that an aborter does
+	// not take a live mover's job for a dead one's.
+	hbStop, hbDone := make(chan struct{}), make(chan struct{})
+	go r.heartbeat(context.WithoutCancel(ctx), hbStop, cancel, hbDone)
+	defer func() { close(hbStop); <-hbDone }()
 
 	p := Phase(job.Phase)
 	if !fresh {
@@ -605,29 +613,30 @@ func (r *run) release(ctx context.Context) {
 
 // heartbeat renews the job's heartbeat and cancels the run on an abort
 // request (before the flip) or when the job was taken over.
-func (r *run) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, done chan struct{}) {
+func (r *run) heartbeat(ctx context.Context, stop <-chan struct{}, cancel context.CancelCauseFunc, done chan struct{}) {
 	defer close(done)
 	t := time.NewTicker(r.m.cfg.HeartbeatInterval)
 	defer t.Stop()
+	cancelled := false
 	for {
 		select {
-		case <-ctx.Done():
+		case <-stop:
 			return
 		case <-t.C:
 		}
-		j, err := r.m.cfg.Store.Heartbeat(ctx, r.job.ID, r.m.cfg.Owner)
+		hctx, hcancel := context.WithTimeout(ctx, max(r.m.cfg.HeartbeatInterval, time.Second))
+		j, err := r.m.cfg.Store.Heartbeat(hctx, r.job.ID, r.m.cfg.Owner)
+		hcancel()
 		switch {
 		case errors.Is(err, registry.ErrJobOwner):
 			cancel(err)
 			return
 		case err != nil:
-			if ctx.Err() == nil {
-				r.log.Warn("move: heartbeat failed", "error", err.Error())
-			}
-		case j.CancelRequested && r.phase.Load().(Phase).before(PhaseFlip):
+			r.log.Warn("move: heartbeat failed", "error", err.Error())
+		case j.CancelRequested && !cancelled && r.phase.Load().(Phase).before(PhaseFlip):
 			r.log.Info("move: abort requested", "phase", r.phase.Load())
 			cancel(ErrAborted)
-			return
+			cancelled = true
 		}
 	}
 }

@@ -318,7 +318,7 @@ func (s *snapshot) close() {
 
 // hash counts a table's rows and sums a 64-bit hash of each row's text
 // (the columns in name order), which does not depend on row order.
-func (s *snapshot) hash(ctx context.Context, schema string, t table) (rows int64, sum string, err error) {
+func (s *snapshot) hash(ctx context.Context, schema string, t table, where string) (rows int64, sum string, err error) {
 	cols := make([]string, len(t.Columns))
 	for i, c := range t.Columns {
 		cols[i] = ident(c)
@@ -328,7 +328,7 @@ func (s *snapshot) hash(ctx context.Context, schema string, t table) (rows int64
 		row = "ROW(" + cols[0] + ", NULL)"
 	}
 	err = s.tx.QueryRow(ctx, `SELECT count(*), coalesce(sum(('x' || substr(md5(`+row+`::text), 1, 16))::bit(64)::int8), 0)::text FROM ONLY `+
-		qualified(schema, t.Name)).Scan(&rows, &sum)
+		qualified(schema, t.Name)+where).Scan(&rows, &sum)
 	return rows, sum, err
 }
 

@@ -22,10 +22,16 @@ func (r *run) prepare(ctx context.Context) error {
 	if err := r.cleanupReplication(ctx); err != nil {
 		return fmt.Errorf("remove the replication objects of an earlier move: %w", err)
 	}
-	schema := r.st.To.Schema
+	schema := r.dstSchema()
 	exists, err := schemaExists(ctx, r.dst, schema)
 	if err != nil {
 		return err
+	}
+	if !exists && r.st.Staging != "" {
+		exists, err = schemaExists(ctx, r.dst, r.st.To.Schema)
+		if err != nil {
+			return err
+		}
 	}
 	if exists {
 		ours, err := r.leftoverTarget(ctx)
@@ -33,9 +39,13 @@ func (r *run) prepare(ctx context.Context) error {
 			return err
 		}
 		if !ours {
+			if r.st.Shared {
+				return fmt.Errorf("schema %s or %s on shard %s: %w (a tenant leaves a shared schema through a staging schema of the shared schema's name, since logical replication maps tables by schema-qualified name: move it to a shard without a schema of that name)",
+					r.st.Staging, r.st.To.Schema, r.dst.shard.Name, ErrTargetExists)
+			}
 			return fmt.Errorf("schema %s on shard %s: %w", schema, r.dst.shard.Name, ErrTargetExists)
 		}
-		if err := r.dst.exec(ctx, "DROP SCHEMA "+ident(schema)+" CASCADE"); err != nil {
+		if err := r.dropTargetSchemas(ctx); err != nil {
 			return fmt.Errorf("drop the target schema an earlier move left: %w", err)
 		}
 	}
@@ -46,7 +56,7 @@ func (r *run) prepare(ctx context.Context) error {
 	if err := r.m.cfg.Apply(ctx, r.dst.shard, schema); err != nil {
 		return fmt.Errorf("create schema %s on shard %s: %w", schema, r.dst.shard.Name, err)
 	}
-	src, err := readTables(ctx, r.src, r.st.From.Schema)
+	src, err := r.sourceTables(ctx)
 	if err != nil {
 		return err
 	}
@@ -70,6 +80,9 @@ func (r *run) prepare(ctx context.Context) error {
 	if len(src) == 0 {
 		return fmt.Errorf("%w: schema %s on shard %s has no tables", ErrUnsupported, r.st.From.Schema, r.src.shard.Name)
 	}
+	if r.st.Shared {
+		return r.prepareShared(ctx, src)
+	}
 	// The marker table, on both sides before the publication exists, so
 	// that FOR TABLES IN SCHEMA publishes it and the subscription applies it.
 	for _, c := range []struct {
@@ -88,6 +101,23 @@ func (r *run) prepare(ctx context.Context) error {
 // length of a move, whose replicated rows tell when the target has applied
 // everything the source committed before them.
 const markerTable = "tenantry_move_marker"
+
+// sourceTables are the tables that hold the tenant's rows on the source.
+func (r *run) sourceTables(ctx context.Context) ([]table, error) {
+	if r.st.Shared {
+		return r.tenantTables(ctx)
+	}
+	return readTables(ctx, r.src, r.st.From.Schema)
+}
+
+// dropTargetSchemas drops the target's copy (staging and final names).
+func (r *run) dropTargetSchemas(ctx context.Context) error {
+	err := r.dst.exec(ctx, "DROP SCHEMA IF EXISTS "+ident(r.st.To.Schema)+" CASCADE")
+	if err == nil && r.st.Staging != "" {
+		err = r.dst.exec(ctx, "DROP SCHEMA IF EXISTS "+ident(r.st.Staging)+" CASCADE")
+	}
+	return err
+}
 
 func dropMarker(ctx context.Context, c *shardConn, schema string) error {
 	return c.exec(ctx, "DROP TABLE IF EXISTS "+qualified(schema, markerTable))
@@ -126,7 +156,15 @@ func (r *run) copy(ctx context.Context) error {
 	if err := r.cleanupReplication(ctx); err != nil {
 		return err
 	}
-	if err := r.src.exec(ctx, "CREATE PUBLICATION "+ident(r.names.publication)+" FOR TABLES IN SCHEMA "+ident(r.st.From.Schema)); err != nil {
+	pub := "CREATE PUBLICATION " + ident(r.names.publication) + " FOR TABLES IN SCHEMA " + ident(r.st.From.Schema)
+	if r.st.Shared {
+		tables, err := r.tenantTables(ctx)
+		if err != nil {
+			return err
+		}
+		pub = r.sharedPublicationSQL(tables)
+	}
+	if err := r.src.exec(ctx, pub); err != nil {
 		return fmt.Errorf("create publication: %w", err)
 	}
 	// Pre-created: CREATE SUBSCRIPTION cannot create a slot in its own
@@ -134,9 +172,12 @@ func (r *run) copy(ctx context.Context) error {
 	if err := r.src.exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", r.names.slot); err != nil {
 		return fmt.Errorf("create replication slot: %w", err)
 	}
-	total, err := tableBytes(ctx, r.src, r.st.From.Schema)
-	if err != nil {
-		return err
+	var total int64
+	var err error
+	if !r.st.Shared { // a shared schema's size is not the tenant's
+		if total, err = tableBytes(ctx, r.src, r.st.From.Schema); err != nil {
+			return err
+		}
 	}
 	start := time.Now()
 	if err := r.deferIndexes(ctx); err != nil {
@@ -173,7 +214,7 @@ func (r *run) copy(ctx context.Context) error {
 			return fmt.Errorf("%w: copy not done after %s", ErrTimeout, r.m.cfg.CopyTimeout)
 		}
 		if tick%5 == 0 && r.m.cfg.Progress != nil {
-			done, _ := tableBytes(ctx, r.dst, r.st.To.Schema)
+			done, _ := tableBytes(ctx, r.dst, r.dstSchema())
 			secs := time.Since(start).Seconds()
 			r.progress("%s: copy %s / %s (%.1f MB/s)", r.tenant.Slug, mb(done), mb(total), float64(done)/1e6/max(secs, 1e-3))
 		}
@@ -185,6 +226,11 @@ func (r *run) copy(ctx context.Context) error {
 		return err
 	}
 	r.st.CopyNanos = time.Since(start)
+	if r.st.Shared {
+		if total, err = tableBytes(ctx, r.dst, r.dstSchema()); err != nil {
+			return err
+		}
+	}
 	r.st.Bytes = total
 	r.m.cfg.Metrics.copied(total, r.st.CopyNanos)
 	r.log.Info("move: copied", "bytes", total, "duration", r.st.CopyNanos.String(),
@@ -256,12 +302,18 @@ func (r *run) fence(ctx context.Context) error {
 // fenceSource revokes the app and admin roles' writes on the source
 // schema's tables.
 func (r *run) fenceSource(ctx context.Context) error {
+	if r.st.Shared {
+		return r.fenceShared(ctx)
+	}
 	return r.src.exec(ctx, "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA "+ident(r.st.From.Schema)+
 		" FROM "+ident(r.m.cfg.Roles.App)+", "+ident(r.m.cfg.Roles.Admin))
 }
 
 // unfenceSource gives the writes back (what migrate grants).
 func (r *run) unfenceSource(ctx context.Context) error {
+	if r.st.Shared {
+		return r.unfenceShared(ctx)
+	}
 	return r.src.exec(ctx, "GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "+ident(r.st.From.Schema)+
 		" TO "+ident(r.m.cfg.Roles.App)+", "+ident(r.m.cfg.Roles.Admin))
 }
@@ -287,7 +339,13 @@ func (r *run) drain(ctx context.Context) error {
 	}
 	deadline := time.Now().Add(r.m.cfg.DrainTimeout)
 	for {
-		rows, err := r.src.pool.Query(ctx, drainSQL, r.st.From.Schema, fencedAt)
+		var rows pgx.Rows
+		var err error
+		if r.st.Shared {
+			rows, err = r.src.pool.Query(ctx, drainSharedSQL, r.st.From.Schema, fencedAt, "tenant:"+r.tenant.ID.String())
+		} else {
+			rows, err = r.src.pool.Query(ctx, drainSQL, r.st.From.Schema, fencedAt)
+		}
 		if err != nil {
 			return fmt.Errorf("shard %s: drain: %w", r.src.shard.Name, err)
 		}
@@ -336,7 +394,7 @@ func (r *run) sync(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = on"); err != nil {
 			return err
 		}
-		return tx.QueryRow(ctx, "INSERT INTO "+qualified(r.st.From.Schema, markerTable)+
+		return tx.QueryRow(ctx, "INSERT INTO "+r.markerRef()+
 			" (at) VALUES (clock_timestamp()) RETURNING id, pg_current_wal_insert_lsn()::text").Scan(&nonce, &lsn)
 	})
 	if err != nil {
@@ -346,13 +404,13 @@ func (r *run) sync(ctx context.Context) error {
 	deadline := time.Now().Add(r.m.cfg.SyncTimeout)
 	for i := 0; ; i++ {
 		var seen bool
-		if err := r.dst.pool.QueryRow(ctx, "SELECT EXISTS (SELECT FROM "+qualified(r.st.To.Schema, markerTable)+" WHERE id = $1)", nonce).Scan(&seen); err != nil {
+		if err := r.dst.pool.QueryRow(ctx, "SELECT EXISTS (SELECT FROM "+r.markerTargetRef()+" WHERE id = $1)", nonce).Scan(&seen); err != nil {
 			return fmt.Errorf("shard %s: marker: %w", r.dst.shard.Name, err)
 		}
 		if seen {
 			var at, now, sent, recv time.Time
 			if os.Getenv("TENANTRY_MOVE_DEBUG") != "" {
-				r.dst.pool.QueryRow(ctx, "SELECT at, clock_timestamp(), coalesce(last_msg_send_time, 'epoch'), coalesce(last_msg_receipt_time, 'epoch') FROM "+qualified(r.st.To.Schema, markerTable)+", pg_stat_subscription WHERE id = $1 AND subname = $2", nonce, r.names.subscription).Scan(&at, &now, &sent, &recv)
+				r.dst.pool.QueryRow(ctx, "SELECT at, clock_timestamp(), coalesce(last_msg_send_time, 'epoch'), coalesce(last_msg_receipt_time, 'epoch') FROM "+r.markerTargetRef()+", pg_stat_subscription WHERE id = $1 AND subname = $2", nonce, r.names.subscription).Scan(&at, &now, &sent, &recv)
 			}
 			r.log.Info("move: final catch-up done", "marker_lsn", lsn, "polls", i+1, "send", sent.Sub(at), "recv", recv.Sub(at), "seen", now.Sub(at))
 			break
@@ -394,7 +452,7 @@ func (r *run) copySequences(ctx context.Context) error {
 		if err := r.src.pool.QueryRow(ctx, "SELECT last_value, is_called FROM "+qualified(r.st.From.Schema, s)).Scan(&last, &called); err != nil {
 			return fmt.Errorf("shard %s: sequence %s: %w", r.src.shard.Name, s, err)
 		}
-		batch.Queue("SELECT setval($1::regclass, $2, $3)", qualified(r.st.To.Schema, s), last, called)
+		batch.Queue("SELECT setval($1::regclass, $2, $3)", qualified(r.dstSchema(), s), last, called)
 	}
 	if batch.Len() == 0 {
 		return nil
@@ -407,6 +465,17 @@ func (r *run) copySequences(ctx context.Context) error {
 
 // flip points the registry at the target and makes the tenant active.
 func (r *run) flip(ctx context.Context) error {
+	if r.st.Staging != "" {
+		staged, err := schemaExists(ctx, r.dst, r.st.Staging)
+		if err != nil {
+			return err
+		}
+		if staged {
+			if err := r.dst.exec(ctx, "ALTER SCHEMA "+ident(r.st.Staging)+" RENAME TO "+ident(r.st.To.Schema)); err != nil {
+				return fmt.Errorf("rename the staging schema: %w", err)
+			}
+		}
+	}
 	t, err := r.m.cfg.Store.Cutover(ctx, r.tenant.ID, r.st.To)
 	if err != nil {
 		if r.flipped(context.WithoutCancel(ctx)) {
@@ -438,9 +507,13 @@ func (r *run) verify(ctx context.Context) error {
 		r.log.Warn("move: " + r.st.VerifyNote)
 		return r.save(ctx)
 	}
-	tables, err := readTables(ctx, r.src, r.st.From.Schema)
+	tables, err := r.sourceTables(ctx)
 	if err != nil {
 		return err
+	}
+	where := ""
+	if r.st.Shared {
+		where = " WHERE tenant_id = " + literal(r.tenant.ID.String()) + "::uuid"
 	}
 	src, err := openSnapshot(ctx, r.src)
 	if err != nil {
@@ -451,10 +524,10 @@ func (r *run) verify(ctx context.Context) error {
 	var bad []string
 	for _, t := range tables {
 		c := TableCheck{Table: t.Name}
-		if c.SourceRows, c.SourceHash, err = src.hash(ctx, r.st.From.Schema, t); err != nil {
+		if c.SourceRows, c.SourceHash, err = src.hash(ctx, r.st.From.Schema, t, where); err != nil {
 			return fmt.Errorf("shard %s: hash %s: %w", r.src.shard.Name, t.Name, err)
 		}
-		if c.TargetRows, c.TargetHash, err = r.verifySnap.hash(ctx, r.st.To.Schema, t); err != nil {
+		if c.TargetRows, c.TargetHash, err = r.verifySnap.hash(ctx, r.st.To.Schema, t, ""); err != nil {
 			return fmt.Errorf("shard %s: hash %s: %w", r.dst.shard.Name, t.Name, err)
 		}
 		r.st.Tables = append(r.st.Tables, c)
@@ -482,8 +555,27 @@ func (r *run) cleanup(ctx context.Context) error {
 	if err := r.cleanupReplication(ctx); err != nil {
 		return err
 	}
-	if err := errors.Join(dropMarker(ctx, r.dst, r.st.To.Schema), dropMarker(ctx, r.src, r.st.From.Schema)); err != nil {
+	if err := r.dropMarkers(ctx); err != nil {
 		return err
+	}
+	if r.st.Shared {
+		if r.st.Retired == "" {
+			retired, err := r.retireShared(ctx)
+			if err != nil {
+				return err
+			}
+			r.st.Retired = retired
+			if err := r.save(ctx); err != nil {
+				return err
+			}
+		}
+		if err := r.unfenceShared(ctx); err != nil {
+			return err
+		}
+		if err := r.releaseShared(ctx); err != nil {
+			return err
+		}
+		return r.verifyResult()
 	}
 	exists, err := schemaExists(ctx, r.src, r.st.From.Schema)
 	if err != nil {
@@ -518,10 +610,22 @@ func (r *run) cleanup(ctx context.Context) error {
 	if err := r.save(ctx); err != nil {
 		return err
 	}
+	return r.verifyResult()
+}
+
+func (r *run) verifyResult() error {
 	if !r.st.Verified && strings.HasPrefix(r.st.VerifyNote, "verification failed") {
 		return fmt.Errorf("%w: %s (source kept as %s)", ErrVerify, r.st.VerifyNote, r.st.Retired)
 	}
 	return nil
+}
+
+// dropMarkers drops the marker tables on both sides.
+func (r *run) dropMarkers(ctx context.Context) error {
+	if r.st.Shared {
+		return errors.Join(dropSharedMarker(ctx, r.dst, r.markerTargetRef()), dropSharedMarker(ctx, r.src, r.markerRef()))
+	}
+	return errors.Join(dropMarker(ctx, r.dst, r.st.To.Schema), dropMarker(ctx, r.src, r.st.From.Schema))
 }
 
 // rollback returns a move that has not flipped to where it started: writes
@@ -556,11 +660,13 @@ func (r *run) rollback(ctx context.Context) error {
 		}
 	}
 	errs = append(errs, r.cleanupReplication(ctx))
-	if err := dropMarker(ctx, r.src, r.st.From.Schema); err != nil {
+	if r.st.Shared {
+		errs = append(errs, dropSharedMarker(ctx, r.src, r.markerRef()), dropSharedMarker(ctx, r.dst, r.markerTargetRef()), r.releaseShared(ctx))
+	} else if err := dropMarker(ctx, r.src, r.st.From.Schema); err != nil {
 		errs = append(errs, err)
 	}
 	if r.st.TargetCreated {
-		errs = append(errs, r.dst.exec(ctx, "DROP SCHEMA IF EXISTS "+ident(r.st.To.Schema)+" CASCADE"))
+		errs = append(errs, r.dropTargetSchemas(ctx))
 	}
 	return errors.Join(errs...)
 }
@@ -593,7 +699,7 @@ ORDER BY 1, 2`
 // deferIndexes drops the target's secondary indexes and constraints for
 // the copy, recording how to recreate them.
 func (r *run) deferIndexes(ctx context.Context) error {
-	rows, err := r.dst.pool.Query(ctx, deferredSQL, r.st.To.Schema, markerTable)
+	rows, err := r.dst.pool.Query(ctx, deferredSQL, r.dstSchema(), markerTable)
 	if err != nil {
 		return fmt.Errorf("shard %s: indexes of %s: %w", r.dst.shard.Name, r.st.To.Schema, err)
 	}
