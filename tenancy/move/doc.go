@@ -1,4 +1,5 @@
-// Package move moves one tenant between shards while it is being served:
+// Package move moves one tenant between shards while it is being served
+// (own schema → own schema or dedicated shard; shared schema → own schema):
 // a snapshot copy and logical replication to the target, a short write
 // fence, a final catch-up, and a flip of the registry. Every other tenant
 // on both shards is served throughout; the moved tenant's reads are served
@@ -82,15 +83,29 @@
 // fence would give the writes back (it reconciles grants): do not migrate
 // a shard's moving tenants.
 //
-// Shared placements are not moved yet ([ErrUnsupported]): PostgreSQL's
-// logical replication maps tables by schema-qualified name, so a shared
-// schema's rows can only be replicated into a schema of the same name on
-// the target, which is the target's own shared schema when it has one. The
-// fence planned for them is a per-tenant row in a fence table checked by a
-// BEFORE INSERT OR UPDATE OR DELETE trigger (raising SQLSTATE 25006) that
-// exists only during the move: a REVOKE is table-wide and would fence every
-// tenant of the schema, and a restrictive row-level security policy cannot
-// make a DELETE fail (it filters the rows silently: a lost write).
+// Shared placement (a tenant leaving a shared schema for its own schema on
+// another shard): a REVOKE is table-wide and would fence every tenant of
+// the schema, and a restrictive row-level security policy cannot make a
+// DELETE fail (it filters the rows silently: a lost write). The fence is
+// instead a row per tenant in tenantry_move.fence, checked by a BEFORE
+// INSERT OR UPDATE OR DELETE row trigger (SECURITY DEFINER) that raises
+// SQLSTATE 25006 for the fenced tenant's rows; the trigger exists only
+// while a move out of the schema runs. The drain waits for the backends
+// whose application_name is the tenant's (the driver tags every
+// transaction "tenant:<id>"), whatever locks they hold, so that a
+// REPEATABLE READ transaction whose snapshot predates the fence row cannot
+// write after it.
+//
+// Moves out of a shared schema differ in three more ways. The publication
+// lists the tenant-scoped tables with a row filter WHERE (tenant_id = …);
+// since a row filter may only use replica identity columns, the shared
+// tables get REPLICA IDENTITY FULL for the move (otherwise every tenant's
+// UPDATE and DELETE would fail), restored afterwards. PostgreSQL's logical
+// replication maps tables by schema-qualified name, so the target copy is
+// built in a staging schema of the shared schema's name (the target shard
+// must not have one: ErrTargetExists) and renamed to the tenant's own
+// schema at the flip. Cleanup moves the tenant's rows out of the shared
+// schema into a retired schema, in one transaction.
 //
 // # Requirements
 //

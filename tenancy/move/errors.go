@@ -17,7 +17,7 @@ var (
 	ErrSameShard = errors.New("move: the tenant is on that shard already: name another shard")
 	// ErrUnsupported: this kind of move is not implemented (see the
 	// package documentation for what is).
-	ErrUnsupported = errors.New("move: unsupported move")
+	ErrUnsupported = errors.New("move: unsupported move (supported: own schema or shared schema → own schema or dedicated shard on another shard)")
 	// ErrTargetExists: the target shard has a schema of that name that no
 	// earlier move of this tenant left behind. Check what it is and drop or
 	// rename it before moving.
