@@ -108,6 +108,67 @@ func BenchmarkCutoverWindow(b *testing.B) {
 
 func fenced(p *tenancy.Placement) bool { _, ok := p.Fenced(); return ok }
 
+// BenchmarkCutoverWindowShared is BenchmarkCutoverWindow for tenants
+// leaving a shared schema: each iteration moves a new shared tenant (50
+// customers, a writer through the router) from s0 into its own schema on
+// s1, while a neighbour in the same shared schema creates, updates and
+// deletes rows and a bystander is served on s1.
+func BenchmarkCutoverWindowShared(b *testing.B) {
+	f := newFleet(b, twoShards(b)...)
+	r := f.router(b)
+	client := clientOf(r)
+	nb, other := f.sharedTenant(b, "s0"), f.tenant(b, "s1")
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	var ops atomic.Int64
+	wg.Go(func() { neighbour(ctx, client, nb.ID, &ops, errs) })
+	wg.Go(func() { bystander(ctx, client, other.ID, &ops, errs) })
+	var fenceAt time.Time
+	m := f.mover(b, move.Config{OnPhase: func(_ context.Context, _ tenancy.ID, p move.Phase) error {
+		if p == move.PhaseFence {
+			fenceAt = time.Now()
+		}
+		return nil
+	}})
+	var router, flip []time.Duration
+	refused := 0
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		tn := f.sharedTenant(b, "s0")
+		seed(b, client, tn.ID, 50)
+		wctx, wstop := context.WithCancel(ctx)
+		w := newWriter(client, tn.ID)
+		var ww sync.WaitGroup
+		ww.Go(func() { w.run(wctx) })
+		b.StartTimer()
+		seen := make(chan time.Time, 1)
+		go func() { seen <- watchFlip(ctx, r, tn.ID, "s1") }()
+		res, err := m.Move(context.Background(), move.Request{Tenant: tn.Slug, Shard: "s1"})
+		require.NoError(b, err)
+		require.True(b, res.Verified)
+		router = append(router, (<-seen).Sub(fenceAt))
+		flip = append(flip, res.Window)
+		b.StopTimer()
+		wstop()
+		ww.Wait()
+		require.Empty(b, w.others)
+		refused += w.retryable
+	}
+	stop()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Errorf("another tenant saw an error: %v", err)
+	}
+	b.ReportMetric(ms(percentile(router, .5)), "router-p50-ms")
+	b.ReportMetric(ms(percentile(router, .99)), "router-p99-ms")
+	b.ReportMetric(ms(percentile(flip, .5)), "flip-p50-ms")
+	b.ReportMetric(ms(percentile(flip, .99)), "flip-p99-ms")
+	b.ReportMetric(float64(refused)/float64(b.N), "refused-writes/move")
+	b.Logf("%d moves; router-observed windows: %v", b.N, router)
+}
+
 // BenchmarkCopy moves a large tenant (TENANTRY_MOVE_BENCH_MB of customer
 // rows, default 200) from s0 to s1 and reports the snapshot copy's MB/s
 // (table bytes on the source over the copy phase), next to the baseline of
