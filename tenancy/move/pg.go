@@ -169,32 +169,6 @@ func (r *run) cleanupReplication(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// leftovers reports the replication objects of the tenant's move that
-// exist, for tests and status: "publication", "slot", "subscription".
-func (r *run) leftovers(ctx context.Context) ([]string, error) {
-	var out []string
-	var n int
-	if err := r.src.pool.QueryRow(ctx, "SELECT count(*) FROM pg_publication WHERE pubname = $1", r.names.publication).Scan(&n); err != nil {
-		return nil, err
-	}
-	if n > 0 {
-		out = append(out, "publication")
-	}
-	if err := r.src.pool.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", r.names.slot).Scan(&n); err != nil {
-		return nil, err
-	}
-	if n > 0 {
-		out = append(out, "slot")
-	}
-	if err := r.dst.pool.QueryRow(ctx, "SELECT count(*) FROM pg_subscription WHERE subname = $1", r.names.subscription).Scan(&n); err != nil {
-		return nil, err
-	}
-	if n > 0 {
-		out = append(out, "subscription")
-	}
-	return out, nil
-}
-
 // slotPosition returns how far the target confirmed (flushed) the
 // source's WAL, the source's current WAL position and the lag between.
 func (r *run) slotPosition(ctx context.Context) (confirmed, current pgLSN, err error) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -216,7 +215,11 @@ func (r *run) copy(ctx context.Context) error {
 		if tick%5 == 0 && r.m.cfg.Progress != nil {
 			done, _ := tableBytes(ctx, r.dst, r.dstSchema())
 			secs := time.Since(start).Seconds()
-			r.progress("%s: copy %s / %s (%.1f MB/s)", r.tenant.Slug, mb(done), mb(total), float64(done)/1e6/max(secs, 1e-3))
+			if total > 0 {
+				r.progress("%s: copy %s / %s (%.1f MB/s)", r.tenant.Slug, mb(done), mb(total), float64(done)/1e6/max(secs, 1e-3))
+			} else {
+				r.progress("%s: copy %s (%.1f MB/s)", r.tenant.Slug, mb(done), float64(done)/1e6/max(secs, 1e-3))
+			}
 		}
 		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
 			return err
@@ -408,11 +411,7 @@ func (r *run) sync(ctx context.Context) error {
 			return fmt.Errorf("shard %s: marker: %w", r.dst.shard.Name, err)
 		}
 		if seen {
-			var at, now, sent, recv time.Time
-			if os.Getenv("TENANTRY_MOVE_DEBUG") != "" {
-				r.dst.pool.QueryRow(ctx, "SELECT at, clock_timestamp(), coalesce(last_msg_send_time, 'epoch'), coalesce(last_msg_receipt_time, 'epoch') FROM "+r.markerTargetRef()+", pg_stat_subscription WHERE id = $1 AND subname = $2", nonce, r.names.subscription).Scan(&at, &now, &sent, &recv)
-			}
-			r.log.Info("move: final catch-up done", "marker_lsn", lsn, "polls", i+1, "send", sent.Sub(at), "recv", recv.Sub(at), "seen", now.Sub(at))
+			r.log.Info("move: final catch-up done", "marker_lsn", lsn, "polls", i+1)
 			break
 		}
 		if i%50 == 49 {
