@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantry/tenantry/internal/pgtest"
@@ -219,7 +220,8 @@ func TestMoveToDedicated(t *testing.T) {
 	tn := f.tenant(t, "s0")
 	seed(t, client, tn.ID, 3)
 	f.tenant(t, "s1")
-	m := f.mover(t, move.Config{})
+	reg := prometheus.NewRegistry()
+	m := f.mover(t, move.Config{Metrics: move.NewMetrics(reg)})
 
 	_, err := m.Move(ctx, move.Request{Tenant: tn.Slug, Shard: "s1", Mode: registry.ModeDedicated})
 	require.ErrorIs(t, err, move.ErrTargetNotEmpty)
@@ -245,4 +247,25 @@ func TestMoveToDedicated(t *testing.T) {
 	n, err := client.Customer.Query().Count(ctxOf(tn.ID))
 	require.NoError(t, err)
 	require.Equal(t, 3, n)
+
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	counts := map[string]uint64{}
+	for _, mf := range families {
+		for _, m := range mf.GetMetric() {
+			if h := m.GetHistogram(); h != nil {
+				counts[mf.GetName()] += h.GetSampleCount()
+			}
+			if c := m.GetCounter(); c != nil && mf.GetName() == "tenantry_move_copied_rows_total" {
+				require.Equal(t, 6.0, c.GetValue(), "3 customers and 3 orders")
+			}
+			if c := m.GetCounter(); c != nil && mf.GetName() == "tenantry_moves_total" {
+				require.Equal(t, "done", m.GetLabel()[0].GetValue())
+				require.Equal(t, 1.0, c.GetValue())
+			}
+		}
+	}
+	require.Equal(t, uint64(1), counts["tenantry_move_cutover_window_seconds"])
+	require.Equal(t, uint64(1), counts["tenantry_move_copy_duration_seconds"])
+	require.Equal(t, uint64(8), counts["tenantry_move_phase_duration_seconds"], "one per phase")
 }
