@@ -21,6 +21,7 @@ const moveUsage = `
   tenantctl tenants move  -to SHARD [-mode schema|dedicated] TENANT   move TENANT to SHARD while it is served
   tenantctl tenants move  -resume [-force] TENANT                     finish a move whose mover died
   tenantctl tenants move  -abort TENANT                               roll a move back (before its flip)
+  tenantctl tenants move  -drop-retired RETENTION                      drop sources retired by moves longer ago (e.g. 168h)
   tenantctl tenants moves [TENANT]                                    list moves
   move also takes -progress auto|always|never, -v (logs to stderr), -router-grace, -drain-timeout,
   -sync-timeout and the role flags.`
@@ -38,6 +39,7 @@ func runTenantsMove(ctx context.Context, sub string, args []string, stdout io.Wr
 		resume, abort, force bool
 		verbose              bool
 		cfg                  move.Config
+		dropRetired          time.Duration
 	)
 	if sub == "move" {
 		fs.StringVar(&to, "to", "", "target shard `name`")
@@ -45,6 +47,7 @@ func runTenantsMove(ctx context.Context, sub string, args []string, stdout io.Wr
 		fs.BoolVar(&resume, "resume", false, "resume the tenant's move whose mover died (no heartbeat for -stale-after)")
 		fs.BoolVar(&force, "force", false, "with -resume: take the move over even if its mover's heartbeat is recent (only when it is known to be dead)")
 		fs.BoolVar(&abort, "abort", false, "abort the tenant's move: it is served by its source as before")
+		fs.DurationVar(&dropRetired, "drop-retired", 0, "drop the sources that moves retired longer than this `retention` ago, on every shard (no TENANT)")
 		fs.StringVar(&progress, "progress", "auto", "progress line: auto (when stdout is a terminal), always or never")
 		fs.BoolVar(&verbose, "v", false, "log each phase to stderr")
 		fs.DurationVar(&cfg.RouterGrace, "router-grace", 25*time.Millisecond, "wait between the registry fence and the database fence")
@@ -65,6 +68,21 @@ func runTenantsMove(ctx context.Context, sub string, args []string, stdout io.Wr
 			return fmt.Errorf("tenants moves: want at most one TENANT\n%s", moveUsage)
 		}
 		return listMoves(ctx, s, fs.Arg(0), stdout)
+	}
+	if dropRetired > 0 {
+		if fs.NArg() != 0 || resume || abort || to != "" {
+			return fmt.Errorf("tenants move: -drop-retired takes no TENANT and no other action\n%s", moveUsage)
+		}
+		m, err := move.New(move.Config{Store: s, Apply: func(context.Context, registry.Shard, string) error { return nil }})
+		if err != nil {
+			return err
+		}
+		dropped, err := m.DropRetired(ctx, dropRetired)
+		for _, d := range dropped {
+			fmt.Fprintf(stdout, "dropped %s\n", d)
+		}
+		fmt.Fprintf(stdout, "%d retired sources older than %s dropped\n", len(dropped), dropRetired)
+		return err
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("tenants move: want one TENANT\n%s", moveUsage)

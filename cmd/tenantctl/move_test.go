@@ -54,4 +54,8 @@ func TestTenantsMove(t *testing.T) {
 	require.Contains(t, out, "s1")
 	out = must("tenants", "moves", "acme")
 	require.Regexp(t, `(?m)^1\s+\S+\s+s0\s+s1\s+done\s+done`, out)
+	out = must("tenants", "move", "-drop-retired", "1h")
+	require.Contains(t, out, "0 retired sources older than 1h0m0s dropped")
+	out = must("tenants", "move", "-drop-retired", "1ns")
+	require.Contains(t, out, "1 retired sources older than 1ns dropped")
 }

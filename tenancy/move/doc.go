@@ -49,8 +49,8 @@
 //     slot and publication are removed; the source schema is retired:
 //     renamed to retired_<tenant>_<time> with no access for the app and
 //     admin roles and a description in its comment, the same form as the
-//     retired schemas of tenancy/backup, so backup.Retired lists it and
-//     backup.DropRetired (tenantctl) drops it after the retention period.
+//     retired schemas of tenancy/backup, so backup.Retired lists it;
+//     [Mover.DropRetired] drops those older than a retention period.
 //
 // # Failures, resume, abort
 //

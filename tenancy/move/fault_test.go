@@ -265,6 +265,9 @@ func TestMoveToDedicated(t *testing.T) {
 			}
 		}
 	}
+	dropped, err := m.DropRetired(ctx, 0)
+	require.NoError(t, err)
+	require.Contains(t, dropped, "s0/"+res.Retired, "an own schema's retired source is dropped after its retention")
 	require.Equal(t, uint64(1), counts["tenantry_move_cutover_window_seconds"])
 	require.Equal(t, uint64(1), counts["tenantry_move_copy_duration_seconds"])
 	require.Equal(t, uint64(8), counts["tenantry_move_phase_duration_seconds"], "one per phase")

@@ -585,7 +585,7 @@ func (r *run) cleanup(ctx context.Context) error {
 		retired := backup.RetiredPrefix + strings.TrimPrefix(r.tenant.ID.SchemaName(), "tenant_") + "_" +
 			now.Format("20060102150405") + fmt.Sprintf("%03d", now.Nanosecond()/1e6)
 		note, _ := json.Marshal(backup.RetiredSchema{Tenant: r.tenant.ID, Original: r.st.From.Schema, Mode: backup.ModeSchema,
-			RetiredAt: now, Reason: "moved to shard " + r.st.To.Shard})
+			RetiredAt: now, Reason: retiredReason + r.st.To.Shard})
 		tx, err := r.src.pool.Begin(ctx)
 		if err != nil {
 			return fmt.Errorf("shard %s: %w", r.src.shard.Name, err)

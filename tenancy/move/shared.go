@@ -207,7 +207,7 @@ func (r *run) retireShared(ctx context.Context) (string, error) {
 	retired := backup.RetiredPrefix + strings.TrimPrefix(r.tenant.ID.SchemaName(), "tenant_") + "_" +
 		now.Format("20060102150405") + fmt.Sprintf("%03d", now.Nanosecond()/1e6)
 	note := fmt.Sprintf(`{"tenant":%q,"original":%q,"mode":%q,"retired_at":%q,"reason":%q}`, r.tenant.ID, r.st.From.Schema,
-		backup.ModeShared, now.Format(time.RFC3339Nano), "moved to shard "+r.st.To.Shard)
+		backup.ModeShared, now.Format(time.RFC3339Nano), retiredReason+r.st.To.Shard)
 	err = pgx.BeginFunc(ctx, r.src.pool, func(tx pgx.Tx) error {
 		// Replica mode: foreign key triggers and the fence trigger do not
 		// fire; every row of the tenant goes, so no reference dangles.

@@ -140,6 +140,17 @@ func TestMoveFromShared(t *testing.T) {
 		require.Zero(t, fence, "fence rows removed")
 		require.Empty(t, f.leftovers(t, "s0", tn.ID))
 		require.Empty(t, f.leftovers(t, "s1", tn.ID))
+
+		// Retention: kept while young, dropped once older than it.
+		m := f.mover(t, move.Config{})
+		dropped, err := m.DropRetired(ctx, time.Hour)
+		require.NoError(t, err)
+		require.Empty(t, dropped)
+		require.True(t, schemaExists(t, src, res.Retired))
+		dropped, err = m.DropRetired(ctx, 0)
+		require.NoError(t, err)
+		require.Contains(t, dropped, "s0/"+res.Retired)
+		require.False(t, schemaExists(t, src, res.Retired))
 	})
 
 	t.Run("abort after the fence", func(t *testing.T) {
