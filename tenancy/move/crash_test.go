@@ -101,36 +101,56 @@ func TestKillMoverMidCatchup(t *testing.T) {
 	f := newFleet(t, twoShards(t)...)
 	r := f.router(t)
 	client := clientOf(r)
+	resume := func(t *testing.T, m *move.Mover, slug string) error {
+		// Until the dead mover's heartbeat is stale, it counts as alive.
+		_, err := m.Resume(context.Background(), slug, false)
+		for errors.Is(err, move.ErrMoverAlive) {
+			time.Sleep(50 * time.Millisecond)
+			_, err = m.Resume(context.Background(), slug, false)
+		}
+		return err
+	}
+	abort := func(t *testing.T, m *move.Mover, slug string) error {
+		return m.Abort(context.Background(), slug)
+	}
 	for _, tc := range []struct {
 		name   string
+		phase  move.Phase
 		finish func(t *testing.T, m *move.Mover, slug string) error
 		served string
+		state  registry.JobState
 	}{
-		{"resume", func(t *testing.T, m *move.Mover, slug string) error {
-			// Until the dead mover's heartbeat is stale, it counts as alive.
-			_, err := m.Resume(context.Background(), slug, false)
-			for errors.Is(err, move.ErrMoverAlive) {
-				time.Sleep(50 * time.Millisecond)
-				_, err = m.Resume(context.Background(), slug, false)
-			}
-			return err
-		}, "s1"},
-		{"abort", func(t *testing.T, m *move.Mover, slug string) error {
-			return m.Abort(context.Background(), slug)
-		}, "s0"},
+		{"resume", move.PhaseCatchup, resume, "s1", registry.JobDone},
+		{"abort", move.PhaseCatchup, abort, "s0", registry.JobAborted},
+		// Killed while fenced (registry moving, writes revoked): the
+		// resumed move re-applies the fence and finishes; the aborted one
+		// gives the writes back.
+		{"resume when fenced", move.PhaseSync, resume, "s1", registry.JobDone},
+		{"abort when fenced", move.PhaseSync, abort, "s0", registry.JobAborted},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tn := f.tenant(t, "s0")
 			seed(t, client, tn.ID, 20)
-			child := startChild(t, f, tn.Slug, "s1", move.PhaseCatchup)
-			// Writes during the catch-up go to the source and must survive.
-			client.Customer.Create().SetName("during").SetEmail("d@example.com").SaveX(ctxOf(tn.ID))
+			child := startChild(t, f, tn.Slug, "s1", tc.phase)
+			_, err := client.Customer.Create().SetName("during").SetEmail("d@example.com").Save(ctxOf(tn.ID))
+			if tc.phase == move.PhaseCatchup {
+				// Writes during the catch-up go to the source and must survive.
+				require.NoError(t, err)
+			} else {
+				// Fenced: refused, retryably; retried after the move.
+				eventually(t, "the router to fence the tenant", func() bool {
+					p, err := r.Resolve(context.Background(), tn.ID)
+					return err == nil && fenced(p)
+				})
+				_, err = client.Customer.Create().SetName("during").SetEmail("d@example.com").Save(ctxOf(tn.ID))
+				require.ErrorIs(t, err, tenancy.ErrTenantReadOnly)
+			}
 			require.NoError(t, child.Process.Kill())
 			child.Wait()
 
 			job, err := f.store.RunningJob(context.Background(), tn.ID)
 			require.NoError(t, err, "the killed mover's job is still running")
-			require.Equal(t, string(move.PhaseCatchup), job.Phase)
+			require.Equal(t, string(tc.phase), job.Phase)
 			_, err = f.mover(t, move.Config{}).Move(context.Background(), move.Request{Tenant: tn.Slug, Shard: "s1"})
 			require.ErrorIs(t, err, move.ErrMoveInProgress)
 
@@ -145,6 +165,9 @@ func TestKillMoverMidCatchup(t *testing.T) {
 				p, err := r.Resolve(context.Background(), tn.ID)
 				return err == nil && p.Shard.Name == tc.served
 			})
+			if tc.phase != move.PhaseCatchup { // the retry of the refused write
+				client.Customer.Create().SetName("during").SetEmail("d@example.com").SaveX(ctxOf(tn.ID))
+			}
 			n, err := client.Customer.Query().Count(ctxOf(tn.ID))
 			require.NoError(t, err)
 			require.Equal(t, 21, n, "every customer is served")
@@ -157,7 +180,7 @@ func TestKillMoverMidCatchup(t *testing.T) {
 			jobs, err := f.store.Jobs(context.Background(), registry.JobFilter{Tenant: tn.ID})
 			require.NoError(t, err)
 			require.Len(t, jobs, 1)
-			require.Equal(t, map[string]registry.JobState{"resume": registry.JobDone, "abort": registry.JobAborted}[tc.name], jobs[0].State)
+			require.Equal(t, tc.state, jobs[0].State)
 		})
 	}
 }
