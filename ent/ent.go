@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/tenantry/tenantry/ent/job"
 	"github.com/tenantry/tenantry/ent/placement"
 	"github.com/tenantry/tenantry/ent/plan"
 	"github.com/tenantry/tenantry/ent/shard"
@@ -76,6 +77,7 @@ var (
 func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
+			job.Table:       job.ValidColumn,
 			placement.Table: placement.ValidColumn,
 			plan.Table:      plan.ValidColumn,
 			shard.Table:     shard.ValidColumn,

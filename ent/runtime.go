@@ -5,6 +5,7 @@ package ent
 import (
 	"time"
 
+	"github.com/tenantry/tenantry/ent/job"
 	"github.com/tenantry/tenantry/ent/placement"
 	"github.com/tenantry/tenantry/ent/plan"
 	"github.com/tenantry/tenantry/ent/schema"
@@ -17,6 +18,57 @@ import (
 // (default values, validators, hooks and policies) and stitches it
 // to their package variables.
 func init() {
+	jobFields := schema.Job{}.Fields()
+	_ = jobFields
+	// jobDescKind is the schema descriptor for kind field.
+	jobDescKind := jobFields[0].Descriptor()
+	// job.KindValidator is a validator for the "kind" field. It is called by the builders before save.
+	job.KindValidator = func() func(string) error {
+		validators := jobDescKind.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+			validators[2].(func(string) error),
+		}
+		return func(kind string) error {
+			for _, fn := range fns {
+				if err := fn(kind); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// jobDescPhase is the schema descriptor for phase field.
+	jobDescPhase := jobFields[2].Descriptor()
+	// job.DefaultPhase holds the default value on creation for the phase field.
+	job.DefaultPhase = jobDescPhase.Default.(string)
+	// job.PhaseValidator is a validator for the "phase" field. It is called by the builders before save.
+	job.PhaseValidator = jobDescPhase.Validators[0].(func(string) error)
+	// jobDescCancelRequested is the schema descriptor for cancel_requested field.
+	jobDescCancelRequested := jobFields[5].Descriptor()
+	// job.DefaultCancelRequested holds the default value on creation for the cancel_requested field.
+	job.DefaultCancelRequested = jobDescCancelRequested.Default.(bool)
+	// jobDescError is the schema descriptor for error field.
+	jobDescError := jobFields[6].Descriptor()
+	// job.DefaultError holds the default value on creation for the error field.
+	job.DefaultError = jobDescError.Default.(string)
+	// jobDescOwner is the schema descriptor for owner field.
+	jobDescOwner := jobFields[7].Descriptor()
+	// job.DefaultOwner holds the default value on creation for the owner field.
+	job.DefaultOwner = jobDescOwner.Default.(string)
+	// job.OwnerValidator is a validator for the "owner" field. It is called by the builders before save.
+	job.OwnerValidator = jobDescOwner.Validators[0].(func(string) error)
+	// jobDescCreatedAt is the schema descriptor for created_at field.
+	jobDescCreatedAt := jobFields[9].Descriptor()
+	// job.DefaultCreatedAt holds the default value on creation for the created_at field.
+	job.DefaultCreatedAt = jobDescCreatedAt.Default.(func() time.Time)
+	// jobDescUpdatedAt is the schema descriptor for updated_at field.
+	jobDescUpdatedAt := jobFields[10].Descriptor()
+	// job.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	job.DefaultUpdatedAt = jobDescUpdatedAt.Default.(func() time.Time)
+	// job.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	job.UpdateDefaultUpdatedAt = jobDescUpdatedAt.UpdateDefault.(func() time.Time)
 	placementFields := schema.Placement{}.Fields()
 	_ = placementFields
 	// placementDescSchema is the schema descriptor for schema field.

@@ -36,7 +36,7 @@ const tenantsUsage = `usage:
                              [-work-mem 4MB] [-max-conns N] [-rate PER_SEC] [-burst N] [-queue-timeout D] [-replica-reads]
 TENANT is a slug or a tenant id. Flags go before arguments. Every subcommand
 takes -registry URL (default $` + registryEnv + `).
-` + backupUsage
+` + backupUsage + moveUsage
 
 func runTenants(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -45,6 +45,9 @@ func runTenants(ctx context.Context, args []string, stdout io.Writer) error {
 	sub, args := args[0], args[1:]
 	if isBackupSubcommand(sub) { // backup.go
 		return runTenantsBackup(ctx, sub, args, stdout)
+	}
+	if sub == "move" || sub == "moves" { // move.go
+		return runTenantsMove(ctx, sub, args, stdout)
 	}
 	fs := flag.NewFlagSet("tenants "+sub, flag.ContinueOnError)
 	reg := registryFlag(fs)

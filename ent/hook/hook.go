@@ -9,6 +9,18 @@ import (
 	"github.com/tenantry/tenantry/ent"
 )
 
+// The JobFunc type is an adapter to allow the use of ordinary
+// function as Job mutator.
+type JobFunc func(context.Context, *ent.JobMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f JobFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.JobMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.JobMutation", m)
+}
+
 // The PlacementFunc type is an adapter to allow the use of ordinary
 // function as Placement mutator.
 type PlacementFunc func(context.Context, *ent.PlacementMutation) (ent.Value, error)

@@ -3,11 +3,54 @@
 package migrate
 
 import (
+	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/dialect/sql/schema"
 	"entgo.io/ent/schema/field"
 )
 
 var (
+	// JobsColumns holds the columns for the "jobs" table.
+	JobsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "kind", Type: field.TypeString, Size: 32},
+		{Name: "tenant_ref", Type: field.TypeUUID},
+		{Name: "phase", Type: field.TypeString, Size: 63, Default: ""},
+		{Name: "state", Type: field.TypeEnum, Enums: []string{"running", "done", "failed", "aborted"}, Default: "running"},
+		{Name: "params", Type: field.TypeJSON, Nullable: true},
+		{Name: "cancel_requested", Type: field.TypeBool, Default: false},
+		{Name: "error", Type: field.TypeString, Size: 2147483647, Default: ""},
+		{Name: "owner", Type: field.TypeString, Size: 200, Default: ""},
+		{Name: "heartbeat", Type: field.TypeTime, Nullable: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "finished_at", Type: field.TypeTime, Nullable: true},
+	}
+	// JobsTable holds the schema information for the "jobs" table.
+	JobsTable = &schema.Table{
+		Name:       "jobs",
+		Columns:    JobsColumns,
+		PrimaryKey: []*schema.Column{JobsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "job_tenant_ref_kind",
+				Unique:  false,
+				Columns: []*schema.Column{JobsColumns[2], JobsColumns[1]},
+			},
+			{
+				Name:    "job_tenant_ref",
+				Unique:  true,
+				Columns: []*schema.Column{JobsColumns[2]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "state = 'running'",
+				},
+			},
+			{
+				Name:    "job_state",
+				Unique:  false,
+				Columns: []*schema.Column{JobsColumns[4]},
+			},
+		},
+	}
 	// PlacementsColumns holds the columns for the "placements" table.
 	PlacementsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -109,6 +152,7 @@ var (
 	}
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
+		JobsTable,
 		PlacementsTable,
 		PlansTable,
 		ShardsTable,

@@ -6,6 +6,9 @@ import (
 	"entgo.io/ent/dialect/sql"
 )
 
+// Job is the predicate function for job builders.
+type Job func(*sql.Selector)
+
 // Placement is the predicate function for placement builders.
 type Placement func(*sql.Selector)
 
