@@ -53,7 +53,11 @@ func Run(ctx context.Context, w io.Writer, opts Options) (err error) {
 	}()
 	if err := s.do("start two PostgreSQL shards (initdb, wal_level=logical, free loopback ports)", func() (string, error) {
 		for i := range 2 {
-			c, err := pgtest.Start(ctx, pgtest.Options{Name: fmt.Sprintf("demo-shard%d", i)})
+			// PostgreSQL 15 starts a subscription's apply worker at most once
+			// per wal_retrieve_retry_interval (5 s) per cluster; the live
+			// move step wants it at once.
+			c, err := pgtest.Start(ctx, pgtest.Options{Name: fmt.Sprintf("demo-shard%d", i),
+				Settings: map[string]string{"wal_retrieve_retry_interval": "100ms"}})
 			if err != nil {
 				return "", err
 			}

@@ -13,11 +13,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tenantry/tenantry/examples/app/admin"
@@ -30,6 +32,8 @@ import (
 	"github.com/tenantry/tenantry/registry/provision"
 	"github.com/tenantry/tenantry/router"
 	"github.com/tenantry/tenantry/tenancy"
+	"github.com/tenantry/tenantry/tenancy/backup"
+	"github.com/tenantry/tenantry/tenancy/move"
 )
 
 // The HTTP part of the demo: a registry, tenants in the three placement
@@ -290,12 +294,14 @@ func runHTTP(ctx context.Context, s *steps, w io.Writer, clusters []*pgtest.Clus
 		return d, err
 	}
 
-	// MOVE-HOOK: "move one tenant live between shards" plugs in here once
-	// tenancy/move is merged: move acme from fleet0 to fleet1 with writes
-	// running, then show its orders through the same token and the admin
-	// report placing it on fleet1. Until then the step says so.
-	if err := s.do("move one tenant live between shards", func() (string, error) {
-		return "pending: live moves (tenancy/move) are not merged yet; the read_only fence above is the state a move's cutover uses", nil
+	if err := s.do("back up tiny-2 (shared schema: only its rows), delete its orders through the API, restore it in place", func() (string, error) {
+		return d.backupRestore(ctx, clusters[0], roles, desired)
+	}); err != nil {
+		return d, err
+	}
+
+	if err := s.do("a new shard joins (database fleet2 on cluster 1: two shards in one cluster); move acme there live while it writes", func() (string, error) {
+		return d.move(ctx, clusters[1], roles, desired)
 	}); err != nil {
 		return d, err
 	}
@@ -317,11 +323,13 @@ func runHTTP(ctx context.Context, s *steps, w io.Writer, clusters []*pgtest.Clus
 			slug[t.id] = t.slug
 		}
 		var lines []string
+		shards := map[string]bool{}
 		for _, tc := range rep.Tenants {
+			shards[tc.Shard] = true
 			lines = append(lines, fmt.Sprintf("%-6s %-7s %-40s customers=%d orders=%d total=%d.%02d tags=%d",
 				slug[tc.Tenant], tc.Shard, tc.Schema, tc.Customers, tc.Orders, tc.TotalCents/100, tc.TotalCents%100, tc.Tags))
 		}
-		return fmt.Sprintf("%d schemas on 2 shards in %s:\n    %s", rep.Schemas, rep.Duration, strings.Join(lines, "\n    ")), nil
+		return fmt.Sprintf("%d schemas on %d shards in %s:\n    %s", rep.Schemas, len(shards), rep.Duration, strings.Join(lines, "\n    ")), nil
 	}); err != nil {
 		return d, err
 	}
@@ -399,6 +407,184 @@ func (d *httpDemo) noisy(ctx context.Context, dur time.Duration) (string, error)
 }
 
 // waitWrite creates a tag for t until the answer has status want.
+// orderIDs lists t's order ids through the API.
+func (d *httpDemo) orderIDs(t *httpTenant) ([]string, error) {
+	var page api.List[api.Order]
+	if err := d.json(t, "GET", "/v1/orders?limit=100", "", 200, &page); err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(page.Items))
+	for i, o := range page.Items {
+		ids[i] = o.ID.String()
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// backupRestore backs up tiny-2 from the shared schema on fleet0 (cluster
+// c), deletes its orders through the API and restores the archive over it;
+// tiny-1, in the same schema, must not notice.
+func (d *httpDemo) backupRestore(ctx context.Context, c *pgtest.Cluster, roles migrate.Roles, desired *migrate.Desired) (string, error) {
+	t, neighbour := d.tenants[2], d.tenants[1]
+	rt, err := d.store.Tenant(ctx, t.slug)
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "tenantry-demo-backups-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	store, err := backup.NewDir(dir)
+	if err != nil {
+		return "", err
+	}
+	m, err := backup.New(backup.Config{Store: store, Desired: desired, Roles: roles})
+	if err != nil {
+		return "", err
+	}
+	pool, err := pgxpool.New(ctx, c.DSN(roles.Owner, fleetDB))
+	if err != nil {
+		return "", err
+	}
+	defer pool.Close()
+	where := backup.Source{Shard: rt.Placement.Shard, DB: pool, Schema: rt.Placement.Schema, Mode: backup.ModeShared}
+
+	before, err := d.orderIDs(t)
+	if err != nil {
+		return "", err
+	}
+	theirs, err := d.orderIDs(neighbour)
+	if err != nil {
+		return "", err
+	}
+	man, err := m.Backup(ctx, t.id, where, backup.BackupOptions{})
+	if err != nil {
+		return "", err
+	}
+	var rows int64
+	for _, tb := range man.Tables {
+		rows += tb.Rows
+	}
+	for _, id := range before {
+		if code, body, err := d.call("DELETE", "/v1/orders/"+id, t.token, ""); err != nil || code != 204 {
+			return "", fmt.Errorf("delete order %s: %d %s %v", id, code, body, err)
+		}
+	}
+	gone, err := d.orderIDs(t)
+	if err != nil {
+		return "", err
+	}
+	res, err := m.Restore(ctx, man.Name, backup.Target{Shard: where.Shard, DB: where.DB, Schema: where.Schema, Mode: where.Mode}, backup.RestoreOptions{Replace: true})
+	if err != nil {
+		return "", err
+	}
+	after, err := d.orderIDs(t)
+	if err != nil {
+		return "", err
+	}
+	still, err := d.orderIDs(neighbour)
+	if err != nil {
+		return "", err
+	}
+	if !slices.Equal(before, after) || len(gone) != 0 || !slices.Equal(theirs, still) {
+		return "", fmt.Errorf("orders before %v, after delete %v, after restore %v; neighbour's before %v, after %v", before, gone, after, theirs, still)
+	}
+	return fmt.Sprintf("archive %s: %d tables, %d rows of tiny-2 only, checksummed; orders %d -> deleted -> %d restored (same ids, verified against the manifest in %s); tiny-1's %d orders untouched",
+		man.Name, len(man.Tables), rows, len(before), len(after), res.Duration.Round(time.Millisecond), len(still)), nil
+}
+
+// move adds shard fleet2 (a second database on cluster c) and moves acme
+// onto it with tenancy/move while a writer creates tags through the API:
+// every acknowledged tag must be readable afterwards, and the writer may
+// see only 503s (the fence) besides its 201s.
+func (d *httpDemo) move(ctx context.Context, c *pgtest.Cluster, roles migrate.Roles, desired *migrate.Desired) (string, error) {
+	const db = "fleet2"
+	if err := c.CreateDatabase(ctx, db); err != nil {
+		return "", err
+	}
+	if err := withSuperuser(ctx, c, func(sdb *sql.DB) error {
+		_, err := sdb.ExecContext(ctx, "ALTER DATABASE "+db+" OWNER TO "+roles.Owner)
+		return err
+	}); err != nil {
+		return "", err
+	}
+	if err := d.store.AddShard(ctx, registry.Shard{Name: db, DSN: c.DSN("postgres", db), Capacity: 100, Accepting: true}); err != nil {
+		return "", err
+	}
+	t := d.tenants[0] // acme
+	var (
+		acked   []string
+		fenced  int
+		other   error
+		stop    = make(chan struct{})
+		writing sync.WaitGroup
+	)
+	writing.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var tg api.Tag
+			code, body, err := d.call("POST", "/v1/tags", t.token, fmt.Sprintf(`{"name":"during-move-%d"}`, i))
+			switch {
+			case err != nil:
+				other = err
+				return
+			case code == 201:
+				if err := json.Unmarshal([]byte(body), &tg); err != nil {
+					other = err
+					return
+				}
+				acked = append(acked, tg.ID.String())
+			case code == 503:
+				fenced++
+			default:
+				other = fmt.Errorf("write during the move: %d %s", code, body)
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	mover, err := move.New(move.Config{Store: d.store, Apply: provision.ApplySchema(desired, roles), Roles: roles,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		close(stop)
+		writing.Wait()
+		return "", err
+	}
+	res, err := mover.Move(ctx, move.Request{Tenant: t.slug, Shard: db})
+	time.Sleep(50 * time.Millisecond) // a few writes on the target too
+	close(stop)
+	writing.Wait()
+	if err != nil {
+		return "", err
+	}
+	if other != nil {
+		return "", other
+	}
+	for _, id := range acked {
+		if code, body, err := d.call("GET", "/v1/tags/"+id, t.token, ""); err != nil || code != 200 {
+			return "", fmt.Errorf("tag %s acknowledged during the move: %d %s %v", id, code, body, err)
+		}
+	}
+	t.where = res.To.Shard + "/" + res.To.Schema
+	return fmt.Sprintf("%s -> %s in %s (copy %s, %d rows, verified %v); writes refused (503) for %s; writer: %d acknowledged, all readable on the target, %d answered 503, no other errors",
+		res.From.Shard+"/"+res.From.Schema, t.where, res.Duration.Round(time.Millisecond), res.Copy.Round(time.Millisecond), res.Rows, res.Verified,
+		res.Window.Round(time.Millisecond), len(acked), fenced), nil
+}
+
+func withSuperuser(ctx context.Context, c *pgtest.Cluster, f func(*sql.DB) error) error {
+	db, err := sql.Open("pgx", c.SuperuserDSN())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return f(db)
+}
+
 func (d *httpDemo) waitWrite(t *httpTenant, want int, within time.Duration) (code int, body, retry string, err error) {
 	deadline := time.Now().Add(within)
 	for {
