@@ -57,14 +57,14 @@ type Options struct {
 // Cluster is one running throwaway PostgreSQL server. Its methods are safe
 // for concurrent use.
 type Cluster struct {
-	name   string
-	host   string
-	port   int
-	binDir string
-	dir    string              // temporary directory: data/, the log, the socket
-	cred   *syscall.Credential // whom server programs run as; nil: as ourselves
-	extDSN *url.URL            // the given superuser URL of an external server
-	archive string             // WAL archive directory; "" when not archiving
+	name    string
+	host    string
+	port    int
+	binDir  string
+	dir     string              // temporary directory: data/, the log, the socket
+	cred    *syscall.Credential // whom server programs run as; nil: as ourselves
+	extDSN  *url.URL            // the given superuser URL of an external server
+	archive string              // WAL archive directory; "" when not archiving
 
 	mu         sync.Mutex // serializes the lifecycle methods
 	closed     bool
