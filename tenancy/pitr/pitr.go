@@ -171,31 +171,40 @@ type Result struct {
 // of backup.Manager.Backup and Restore. In every case but a failure of the
 // final restore's own, nothing was changed at the target, and the restore
 // itself changes nothing on failure either.
-func (r *Restorer) RestoreAt(ctx context.Context, tenant tenancy.ID, at time.Time, src Source, dst backup.Target, opts Options) (res *Result, err error) {
+func (r *Restorer) RestoreAt(ctx context.Context, tenant tenancy.ID, at time.Time, src Source, dst backup.Target, opts Options) (*Result, error) {
 	start := time.Now()
-	res = &Result{Tenant: tenant, At: at.UTC(), Phases: map[string]time.Duration{}}
+	res := &Result{Tenant: tenant, At: at.UTC(), Phases: map[string]time.Duration{}}
 	log := r.log.With("op", "pitr", "tenant", tenant.String(), "at", res.At, "shard", src.Shard, "schema", src.Schema)
+	panicking := true
 	defer func() {
-		res.Duration = time.Since(start)
-		r.cfg.Metrics.restore(resultLabel(err), res.Duration)
-		if err != nil {
-			log.Error("pitr: failed", "err", err, "elapsed", res.Duration.Round(time.Millisecond))
-			err = fmt.Errorf("pitr: restore tenant %s to %s: %w", tenant, res.At.Format(time.RFC3339Nano), err)
-			res = nil
+		if panicking { // the scratch cluster was removed by restoreAt's deferred cleanup
+			r.cfg.Metrics.restore("panic", time.Since(start))
 		}
 	}()
+	err := r.restoreAt(ctx, res, start, log, tenant, at, src, dst, opts)
+	panicking = false
+	res.Duration = time.Since(start)
+	r.cfg.Metrics.restore(resultLabel(err), res.Duration)
+	if err != nil {
+		log.Error("pitr: failed", "err", err, "elapsed", res.Duration.Round(time.Millisecond))
+		return nil, fmt.Errorf("pitr: restore tenant %s to %s: %w", tenant, res.At.Format(time.RFC3339Nano), err)
+	}
+	return res, nil
+}
+
+func (r *Restorer) restoreAt(ctx context.Context, res *Result, start time.Time, log *slog.Logger, tenant tenancy.ID, at time.Time, src Source, dst backup.Target, opts Options) error {
 	if tenant.IsZero() || src.Shard == "" || src.Database == "" {
-		return res, fmt.Errorf("%w: need a tenant, the source shard and its database", ErrInvalid)
+		return fmt.Errorf("%w: need a tenant, the source shard and its database", ErrInvalid)
 	}
 	if err := migrate.ValidateSchemaName(src.Schema); err != nil {
-		return res, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if now := r.now(); at.After(now) {
-		return res, fmt.Errorf("%w: %s is %s after now", ErrFuture, res.At.Format(time.RFC3339Nano), at.Sub(now).Round(time.Millisecond))
+		return fmt.Errorf("%w: %s is %s after now", ErrFuture, res.At.Format(time.RFC3339Nano), at.Sub(now).Round(time.Millisecond))
 	}
 	bases, err := BaseBackups(r.cfg.BaseBackups, src.Shard)
 	if err != nil {
-		return res, err
+		return err
 	}
 	base := latestBefore(bases, at)
 	if base == nil {
@@ -203,11 +212,11 @@ func (r *Restorer) RestoreAt(ctx context.Context, tenant tenancy.ID, at time.Tim
 		if len(bases) > 0 {
 			first = "the first finished at " + bases[0].FinishedAt.Format(time.RFC3339)
 		}
-		return res, fmt.Errorf("%w: %d base backup(s) of shard %s in %s, %s", ErrNoBaseBackup, len(bases), src.Shard, r.cfg.BaseBackups, first)
+		return fmt.Errorf("%w: %d base backup(s) of shard %s in %s, %s", ErrNoBaseBackup, len(bases), src.Shard, r.cfg.BaseBackups, first)
 	}
 	res.BaseBackup = base
 	if err := r.checkArchived(at); err != nil {
-		return res, err
+		return err
 	}
 	log.Info("pitr: start", "base_backup", base.Label, "base_finished", base.FinishedAt, "mode", src.Mode)
 
@@ -234,7 +243,7 @@ func (r *Restorer) RestoreAt(ctx context.Context, tenant tenancy.ID, at time.Tim
 	phase(PhaseExtract, fmt.Sprintf("base backup %s (%d MB)", base.Label, base.Bytes>>20))
 	sc, err := newScratch(r.cfg.ScratchDir, r.binDir)
 	if err != nil {
-		return res, fmt.Errorf("scratch cluster: %w", err)
+		return fmt.Errorf("scratch cluster: %w", err)
 	}
 	r.cfg.Metrics.scratchDelta(1)
 	cleanedUp := false
@@ -254,16 +263,16 @@ func (r *Restorer) RestoreAt(ctx context.Context, tenant tenancy.ID, at time.Tim
 		}
 	}()
 	if err := sc.extract(ctx, filepath.Join(base.dir, "base.tar")); err != nil {
-		return res, fmt.Errorf("extract base backup %s: %w", base.Label, err)
+		return fmt.Errorf("extract base backup %s: %w", base.Label, err)
 	}
 	if err := sc.configure(); err != nil {
-		return res, fmt.Errorf("scratch cluster: %w", err)
+		return fmt.Errorf("scratch cluster: %w", err)
 	}
 
 	phase(PhaseRecover, "replaying WAL to "+res.At.Format(time.RFC3339Nano))
 	settings := sc.settings(r.restoreCommand, at, r.cfg.ScratchSettings)
 	if err := sc.start(ctx, r.binDir, settings, r.cfg.Roles.Owner, src.Database); err != nil {
-		return res, err
+		return err
 	}
 	res.RecoveredTo = sc.recoveredTo()
 	log.Info("pitr: recovered", "last_transaction", res.RecoveredTo)
@@ -271,7 +280,7 @@ func (r *Restorer) RestoreAt(ctx context.Context, tenant tenancy.ID, at time.Tim
 	phase(PhaseExport, fmt.Sprintf("tenant %s from %s", tenant, src.Schema))
 	pool, err := sc.pool(ctx, r.cfg.Roles.Owner, src.Database, max(opts.Parallel, backup.DefaultParallel)+2)
 	if err != nil {
-		return res, err
+		return err
 	}
 	name := opts.Archive
 	if name == "" {
@@ -283,7 +292,7 @@ func (r *Restorer) RestoreAt(ctx context.Context, tenant tenancy.ID, at time.Tim
 		backup.BackupOptions{Name: name, Parallel: opts.Parallel})
 	pool.Close()
 	if err != nil {
-		return res, fmt.Errorf("export from the scratch cluster: %w", err)
+		return fmt.Errorf("export from the scratch cluster: %w", err)
 	}
 	res.Archive = name
 
@@ -296,11 +305,11 @@ func (r *Restorer) RestoreAt(ctx context.Context, tenant tenancy.ID, at time.Tim
 
 	phase(PhaseRestore, fmt.Sprintf("into %s/%s", dst.Shard, dst.Schema))
 	if res.Restore, err = r.cfg.Backups.Restore(ctx, name, dst, opts.Restore); err != nil {
-		return res, err
+		return err
 	}
 	phase("", "")
 	log.Info("pitr: done", "archive", name, "rows", res.Restore.Rows, "recovered_to", res.RecoveredTo)
-	return res, nil
+	return nil
 }
 
 // checkArchived refuses early when no archived segment can hold a

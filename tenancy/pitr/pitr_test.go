@@ -487,10 +487,51 @@ func TestRestoreAt(t *testing.T) {
 		}
 		f.assertScratchGone(t)
 	})
+	t.Run("clone", func(t *testing.T) {
+		z := tenancy.MustParseID("12121212-0000-4000-8000-000000000012")
+		_, err := r.RestoreAt(ctx, X, at, source(X), backup.Target{Shard: shardName, DB: f.owner, Schema: z.SchemaName(), Mode: backup.ModeSchema},
+			pitr.Options{Restore: backup.RestoreOptions{Tenant: z}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := state{tables: map[string][]string{}}
+		for table, rows := range wantX.tables {
+			for _, row := range rows {
+				want.tables[table] = append(want.tables[table], strings.ReplaceAll(row, X.String(), z.String()))
+			}
+			slices.Sort(want.tables[table])
+		}
+		compareTables(t, "clone of X at T", f.dump(t, z), want)
+		f.assertScratchGone(t)
+	})
+
+	t.Run("panic", func(t *testing.T) {
+		before := f.dump(t, X)
+		func() {
+			defer func() {
+				if p := recover(); p != "boom" {
+					t.Errorf("recovered %v, want the callback's panic", p)
+				}
+			}()
+			r.RestoreAt(ctx, X, at, source(X), f.target(X), pitr.Options{
+				Restore: backup.RestoreOptions{Replace: true},
+				Progress: func(p pitr.Progress) {
+					if p.Phase == pitr.PhaseExport { // the scratch cluster is up
+						panic("boom")
+					}
+				},
+			})
+		}()
+		f.assertScratchGone(t)
+		compareTables(t, "X after a panic", f.dump(t, X), before)
+		if got := counterValue(t, reg, "tenantry_pitr_restores_total", "panic"); got != 1 {
+			t.Errorf("tenantry_pitr_restores_total{result=panic} = %v, want 1", got)
+		}
+	})
 	rd.finish(t)
 	compareTables(t, "Y, in its own schema", f.dump(t, Y), wantY)
-	if got := counterValue(t, reg, "tenantry_pitr_restores_total", "ok"); got != 2 {
-		t.Errorf("tenantry_pitr_restores_total{result=ok} = %v, want 2", got)
+	if got := counterValue(t, reg, "tenantry_pitr_restores_total", "ok"); got != 3 {
+		t.Errorf("tenantry_pitr_restores_total{result=ok} = %v, want 3", got)
 	}
 
 	t.Run("errors", func(t *testing.T) {
