@@ -86,7 +86,7 @@ func BenchmarkLargeTenant(b *testing.B) {
 			if textBytes, err = rawCopy(ctx, owner, schemaName, tenant, tables, 2); err != nil {
 				b.Fatal(err)
 			}
-			b.Logf("loaded %d batches: %d MB of COPY text (%s)", batch+1, textBytes>>20, time.Since(loadStart).Round(time.Second))
+			say(b, "loaded %d batches: %d MB of COPY text (%s)", batch+1, textBytes>>20, time.Since(loadStart).Round(time.Second))
 		}
 	}
 	if _, err := super.Exec(ctx, "VACUUM ANALYZE"); err != nil {
@@ -102,7 +102,7 @@ func BenchmarkLargeTenant(b *testing.B) {
 		super.QueryRow(ctx, "SELECT count(*) FROM "+schemaName+"."+t).Scan(&n)
 		rows += n
 	}
-	b.Logf("tenant: %d rows, %.0f MB of COPY text, loaded in %s", rows, mbOf(textBytes), time.Since(loadStart).Round(time.Second))
+	say(b, "tenant: %d rows, %.0f MB of COPY text, loaded in %s", rows, mbOf(textBytes), time.Since(loadStart).Round(time.Second))
 
 	store, err := backup.NewDir(b.TempDir())
 	if err != nil {
@@ -135,10 +135,10 @@ func BenchmarkLargeTenant(b *testing.B) {
 			}
 			d := time.Since(start)
 			rate[v.name] = append(rate[v.name], mbOf(textBytes)/d.Seconds())
-			b.Logf("round %d: %-26s %6.1f s  %6.1f MB/s", round, v.name, d.Seconds(), mbOf(textBytes)/d.Seconds())
+			say(b, "round %d: %-26s %6.1f s  %6.1f MB/s", round, v.name, d.Seconds(), mbOf(textBytes)/d.Seconds())
 		}
 	}
-	b.Logf("archive stored: %.0f MB (%.1fx compression)", mbOf(stored), float64(textBytes)/float64(max(stored, 1)))
+	say(b, "archive stored: %.0f MB (%.1fx compression)", mbOf(stored), float64(textBytes)/float64(max(stored, 1)))
 
 	// Restore against COPY FROM of the same text into a fresh schema.
 	for round := 1; round <= 1; round++ {
@@ -148,7 +148,7 @@ func BenchmarkLargeTenant(b *testing.B) {
 		}
 		d := time.Since(start)
 		rate["raw COPY FROM, fresh schema"] = append(rate["raw COPY FROM, fresh schema"], mbOf(textBytes)/d.Seconds())
-		b.Logf("round %d: %-26s %6.1f s  %6.1f MB/s", round, "raw COPY FROM, fresh schema", d.Seconds(), mbOf(textBytes)/d.Seconds())
+		say(b, "round %d: %-26s %6.1f s  %6.1f MB/s", round, "raw COPY FROM, fresh schema", d.Seconds(), mbOf(textBytes)/d.Seconds())
 		start = time.Now()
 		res, err := m.Restore(ctx, lastArchive, backup.Target{Shard: shardName, DB: owner, Schema: schemaName, Mode: backup.ModeSchema}, backup.RestoreOptions{Replace: true})
 		if err != nil {
@@ -156,7 +156,7 @@ func BenchmarkLargeTenant(b *testing.B) {
 		}
 		d = time.Since(start)
 		rate["restore, replace"] = append(rate["restore, replace"], mbOf(textBytes)/d.Seconds())
-		b.Logf("round %d: %-26s %6.1f s  %6.1f MB/s", round, "restore, replace", d.Seconds(), mbOf(textBytes)/d.Seconds())
+		say(b, "round %d: %-26s %6.1f s  %6.1f MB/s", round, "restore, replace", d.Seconds(), mbOf(textBytes)/d.Seconds())
 		if err := backup.DropRetired(ctx, owner, res.Retired); err != nil {
 			b.Fatal(err)
 		}
@@ -170,7 +170,7 @@ func BenchmarkLargeTenant(b *testing.B) {
 		b.Fatal(err)
 	}
 	d := time.Since(start)
-	b.Logf("base backup: %.0f MB in %.1f s, %.1f MB/s", mbOf(base.Bytes), d.Seconds(), mbOf(base.Bytes)/d.Seconds())
+	say(b, "base backup: %.0f MB in %.1f s, %.1f MB/s", mbOf(base.Bytes), d.Seconds(), mbOf(base.Bytes)/d.Seconds())
 	if _, err := super.Exec(ctx, "UPDATE "+schemaName+".customers SET name = name || ' (before T)' WHERE email LIKE 'b0-1%'"); err != nil {
 		b.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func BenchmarkLargeTenant(b *testing.B) {
 	for _, p := range []string{pitr.PhaseExtract, pitr.PhaseRecover, pitr.PhaseExport, pitr.PhaseCleanup, pitr.PhaseRestore} {
 		phases += fmt.Sprintf(" %s %.1f s,", p, res.Phases[p].Seconds())
 	}
-	b.Logf("point-in-time restore end to end: %.1f s (%s), %d rows", res.Duration.Seconds(), phases[:len(phases)-1], res.Restore.Rows)
+	say(b, "point-in-time restore end to end: %.1f s (%s), %d rows", res.Duration.Seconds(), phases[:len(phases)-1], res.Restore.Rows)
 	var orderTags int64
 	super.QueryRow(ctx, "SELECT count(*) FROM "+schemaName+".order_tags").Scan(&orderTags)
 	if orderTags == 0 {
@@ -226,12 +226,19 @@ func BenchmarkLargeTenant(b *testing.B) {
 			}
 		}
 	}) {
-		b.Logf("median %-28s %6.1f MB/s", name, median(rate[name]))
+		say(b, "median %-28s %6.1f MB/s", name, median(rate[name]))
 	}
 	b.ReportMetric(median(rate["backup, Parallel 2"]), "backup-p2-MB/s")
 	b.ReportMetric(median(rate["backup, Parallel 2"])/median(rate["raw COPY, 2 connections"]), "backup-p2/raw")
 	b.ReportMetric(median(rate["restore, replace"]), "restore-MB/s")
 	b.ReportMetric(res.Duration.Seconds(), "pitr-s")
+}
+
+// say logs a line of the benchmark's report, to stderr as well: the
+// testing package keeps only the first lines of a benchmark's log.
+func say(b *testing.B, format string, args ...any) {
+	b.Helper()
+	fmt.Fprintf(os.Stderr, "    "+format+"\n", args...)
 }
 
 func benchPool(b *testing.B, dsn string, n int32) *pgxpool.Pool {
