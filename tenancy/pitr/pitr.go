@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -271,6 +272,9 @@ func (r *Restorer) restoreAt(ctx context.Context, res *Result, start time.Time, 
 
 	phase(PhaseRecover, "replaying WAL to "+res.At.Format(time.RFC3339Nano))
 	settings := sc.settings(r.restoreCommand, at, r.cfg.ScratchSettings)
+	if _, set := r.cfg.ScratchSettings["max_connections"]; !set {
+		settings["max_connections"] = strconv.Itoa(max(opts.Parallel, backup.DefaultParallel) + 20)
+	}
 	if err := sc.start(ctx, r.binDir, settings, r.cfg.Roles.Owner, src.Database); err != nil {
 		return err
 	}
