@@ -42,6 +42,9 @@ const benchSizeEnv = "TENANTRY_BENCH_TENANT_MB"
 // MB/s are of COPY text (uncompressed). Run with -benchtime=1x:
 //
 //	TENANTRY_BENCH_TENANT_MB=1024 go test -run '^$' -bench LargeTenant -benchtime=1x -timeout 2h ./tenancy/pitr
+//
+// TENANTRY_BENCH_ROUNDS sets the backup rounds (default 2);
+// TENANTRY_BENCH_BACKUP_ONLY=1 stops after them.
 func BenchmarkLargeTenant(b *testing.B) {
 	mb, _ := strconv.Atoi(os.Getenv(benchSizeEnv))
 	if mb <= 0 {
@@ -118,7 +121,8 @@ func BenchmarkLargeTenant(b *testing.B) {
 	rate := map[string][]float64{}
 	var lastArchive string
 	var stored int64
-	for round := 1; round <= 2; round++ {
+	rounds, _ := strconv.Atoi(os.Getenv("TENANTRY_BENCH_ROUNDS"))
+	for round := 1; round <= max(rounds, 2); round++ {
 		for _, v := range []struct {
 			name string
 			run  func() error
@@ -139,6 +143,13 @@ func BenchmarkLargeTenant(b *testing.B) {
 		}
 	}
 	say(b, "archive stored: %.0f MB (%.1fx compression)", mbOf(stored), float64(textBytes)/float64(max(stored, 1)))
+
+	if os.Getenv("TENANTRY_BENCH_BACKUP_ONLY") != "" {
+		for name, v := range rate {
+			say(b, "median %-28s %6.1f MB/s over %d rounds", name, median(v), len(v))
+		}
+		return
+	}
 
 	// Restore against COPY FROM of the same text into a fresh schema.
 	for round := 1; round <= 1; round++ {
