@@ -169,9 +169,10 @@ type Result struct {
 // Errors: ErrFuture, ErrNoBaseBackup, ErrNotArchived (the archive holds no
 // transaction after at yet: the WAL up to at is archived at the latest
 // archive_timeout after at), *RecoveryError (ErrRecovery), and the errors
-// of backup.Manager.Backup and Restore. In every case but a failure of the
-// final restore's own, nothing was changed at the target, and the restore
-// itself changes nothing on failure either.
+// of backup.Manager.Backup and Restore. Nothing at the target changes
+// before the final restore, and that restore changes nothing when it
+// fails; the export stays in the backup store (Result.Archive) either way
+// once it was written.
 func (r *Restorer) RestoreAt(ctx context.Context, tenant tenancy.ID, at time.Time, src Source, dst backup.Target, opts Options) (*Result, error) {
 	start := time.Now()
 	res := &Result{Tenant: tenant, At: at.UTC(), Phases: map[string]time.Duration{}}
