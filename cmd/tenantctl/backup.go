@@ -30,6 +30,7 @@ const backupUsage = `usage:
   tenantctl tenants restore [-dir DIR] -archive NAME -as-new -slug SLUG [-id UUID] [-plan P]
                             [-mode schema|shared|dedicated] [-shard NAME] [-schema NAME]
   tenantctl tenants backups [-dir DIR] [TENANT]
+` + restoreAtUsage + `
 TENANT is a slug or a tenant id. -dir defaults to $` + backupDirEnv + `. Every
 subcommand takes -registry URL and -owner-role, -app-role, -admin-role.`
 
@@ -53,6 +54,7 @@ func runTenantsBackup(ctx context.Context, sub string, args []string, stdout io.
 		parallel                int
 		replace, asNew          bool
 		nt                      registry.NewTenant
+		pf                      = &pitrFlags{} // pitr.go
 	)
 	nargs := 1
 	switch sub {
@@ -69,13 +71,14 @@ func runTenantsBackup(ctx context.Context, sub string, args []string, stdout io.
 		fs.StringVar(&mode, "mode", string(registry.ModeSchema), "placement of the new tenant: schema, shared or dedicated (-as-new)")
 		fs.StringVar(&nt.Shard, "shard", "", "shard of the new tenant (-as-new; default: the least loaded accepting shard)")
 		fs.StringVar(&nt.Schema, "schema", "", "schema of the new tenant (-as-new)")
+		pf = addPitrFlags(fs)
 	case "backups":
 		nargs = -1
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if sub == "restore" && asNew {
+	if sub == "restore" && asNew && pf.at == "" {
 		nargs = 0
 	}
 	if (nargs >= 0 && fs.NArg() != nargs) || (nargs < 0 && fs.NArg() > 1) {
@@ -116,6 +119,13 @@ func runTenantsBackup(ctx context.Context, sub string, args []string, stdout io.
 	m, err := backup.New(backup.Config{Store: store, Desired: desired, Roles: roles, Logger: logger})
 	if err != nil {
 		return err
+	}
+
+	if sub == "restore" && pf.at != "" { // pitr.go
+		if archive != "" {
+			return errors.New("tenants restore: -archive and -at exclude each other")
+		}
+		return runRestoreAt(ctx, s, m, pf, restoreAtRequest{tenant: fs.Arg(0), replace: replace, asNew: asNew, nt: nt, id: id, mode: mode, roles: roles}, logger, stdout)
 	}
 
 	switch {

@@ -48,7 +48,7 @@ func openRegistry(ctx context.Context, dsn string, initialize bool) (*registry.S
 func shardsCommand() command {
 	return command{
 		name:    "shards",
-		summary: "register shards in the registry, list them with their load, drain them (add|list|drain)",
+		summary: "register shards in the registry, list them with their load, drain them, take base backups (add|list|drain|basebackup)",
 		run:     runShards,
 	}
 }
@@ -57,6 +57,7 @@ const shardsUsage = `usage:
   tenantctl shards add   -name NAME -dsn postgres://... [-replica postgres://...] [-region R] [-capacity N] [-draining] [-ensure-roles]
   tenantctl shards list
   tenantctl shards drain [-undo] NAME
+  tenantctl shards basebackup [-dir DIR] SHARD
 Every subcommand takes -registry URL (default $` + registryEnv + `).`
 
 func runShards(ctx context.Context, args []string, stdout io.Writer) error {
@@ -64,6 +65,9 @@ func runShards(ctx context.Context, args []string, stdout io.Writer) error {
 		return errors.New(shardsUsage)
 	}
 	sub, args := args[0], args[1:]
+	if sub == "basebackup" { // basebackup.go
+		return runShardsBaseBackup(ctx, args, stdout)
+	}
 	fs := flag.NewFlagSet("shards "+sub, flag.ContinueOnError)
 	reg := registryFlag(fs)
 	switch sub {

@@ -1,19 +1,13 @@
 package pgtest
 
 import (
-	"cmp"
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
+
+	"github.com/tenantry/tenantry/internal/pgserver"
 )
 
 // ErrBinariesNotFound means that no PostgreSQL server binaries were found.
-var ErrBinariesNotFound = errors.New("pgtest: PostgreSQL server binaries not found")
+var ErrBinariesNotFound = pgserver.ErrBinariesNotFound
 
 // FindBinDir returns the directory holding the PostgreSQL server binaries
 // (initdb, pg_ctl, postgres, and usually pg_dump and the other tools). It
@@ -22,41 +16,9 @@ var ErrBinariesNotFound = errors.New("pgtest: PostgreSQL server binaries not fou
 // version in /usr/lib/postgresql/*/bin. If none has the binaries, the error
 // wraps ErrBinariesNotFound and says how to install them.
 func FindBinDir() (string, error) {
-	if initdb, err := exec.LookPath("initdb"); err == nil {
-		if _, err := exec.LookPath("pg_ctl"); err == nil {
-			if real, err := filepath.EvalSymlinks(initdb); err == nil && isServerDir(filepath.Dir(real)) {
-				return filepath.Dir(real), nil
-			}
-		}
+	dir, err := pgserver.FindBinDir()
+	if err != nil {
+		return "", fmt.Errorf("pgtest: %w, or set %s to comma-separated superuser URLs of running servers", err, EnvDSNs)
 	}
-	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
-		if dir := strings.TrimSpace(string(out)); isServerDir(dir) {
-			return dir, nil
-		}
-	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	version := func(dir string) float64 {
-		v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(dir)), 64)
-		return v
-	}
-	slices.SortFunc(dirs, func(a, b string) int { return cmp.Compare(version(b), version(a)) })
-	for _, dir := range dirs {
-		if isServerDir(dir) {
-			return dir, nil
-		}
-	}
-	return "", fmt.Errorf("%w: looked for initdb and pg_ctl on PATH, in `pg_config --bindir` "+
-		"and in /usr/lib/postgresql/*/bin; install the server (Debian: apt-get install postgresql-15) "+
-		"or set %s to comma-separated superuser URLs of running servers", ErrBinariesNotFound, EnvDSNs)
-}
-
-// isServerDir reports whether dir holds executable initdb, pg_ctl and postgres.
-func isServerDir(dir string) bool {
-	for _, name := range []string{"initdb", "pg_ctl", "postgres"} {
-		fi, err := os.Stat(filepath.Join(dir, name))
-		if err != nil || !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
-			return false
-		}
-	}
-	return true
+	return dir, nil
 }

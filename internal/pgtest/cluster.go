@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -21,6 +20,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tenantry/tenantry/internal/pgserver"
 )
 
 // ErrExternal is returned by the lifecycle methods of a Cluster that wraps
@@ -35,25 +36,41 @@ type Options struct {
 	// Settings are extra postgresql.conf settings. They override the
 	// defaults, except port, which Start picks.
 	Settings map[string]string
+	// Archive turns on WAL archiving (archive_mode = on) into ArchiveDir,
+	// as a shard that supports point-in-time restore does (see
+	// tenancy/pitr). The archive_command is pgserver.ArchiveCommand's:
+	// test ! -f, cp to a temporary name, mv.
+	Archive bool
+	// ArchiveDir is where WAL segments are archived; empty: the directory
+	// "wal_archive" in the cluster's own temporary directory (removed with
+	// the cluster; see Cluster.ArchiveDir). Start creates it if missing and
+	// gives it to the server's user; when running as root, it and its
+	// parents must be reachable by the postgres user (t.TempDir() is not).
+	ArchiveDir string
+	// ArchiveTimeout is archive_timeout: a segment with any WAL in it is
+	// archived at the latest this long after its first record, which
+	// bounds the recovery point (RPO) of a point-in-time restore. Zero: 60
+	// s; tests may use a few seconds. Settings may override it.
+	ArchiveTimeout time.Duration
 }
 
 // Cluster is one running throwaway PostgreSQL server. Its methods are safe
 // for concurrent use.
 type Cluster struct {
-	name   string
-	host   string
-	port   int
-	binDir string
-	dir    string              // temporary directory: data/, the log, the socket
-	cred   *syscall.Credential // whom server programs run as; nil: as ourselves
-	extDSN *url.URL            // the given superuser URL of an external server
+	name    string
+	host    string
+	port    int
+	binDir  string
+	dir     string              // temporary directory: data/, the log, the socket
+	cred    *syscall.Credential // whom server programs run as; nil: as ourselves
+	extDSN  *url.URL            // the given superuser URL of an external server
+	archive string              // WAL archive directory; "" when not archiving
 
 	mu         sync.Mutex // serializes the lifecycle methods
 	closed     bool
 	postmaster *exec.Cmd
 	exited     chan struct{} // closed when postmaster has exited
-	reaper     *exec.Cmd
-	lifeline   io.Closer // reaper's stdin: closing it, or dying, sets the reaper off
+	reaper     *pgserver.Reaper
 }
 
 const (
@@ -68,9 +85,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	cred, err := serverCredential()
+	cred, err := pgserver.RunAs()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pgtest: %w", err)
 	}
 	name := opts.Name
 	if name == "" {
@@ -87,10 +104,46 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := c.startReaper(); err != nil {
 		return nil, errors.Join(err, os.RemoveAll(dir))
 	}
-	if err := c.init(ctx, opts.Settings); err != nil {
+	settings := opts.Settings
+	if opts.Archive {
+		if settings, err = c.archiveSettings(opts); err != nil {
+			return nil, errors.Join(err, c.Close())
+		}
+	}
+	if err := c.init(ctx, settings); err != nil {
 		return nil, errors.Join(err, c.Close())
 	}
 	return c, nil
+}
+
+// archiveSettings creates the archive directory and returns the settings
+// with archiving turned on.
+func (c *Cluster) archiveSettings(opts Options) (map[string]string, error) {
+	c.archive = opts.ArchiveDir
+	if c.archive == "" {
+		c.archive = filepath.Join(c.dir, "wal_archive")
+	}
+	if err := os.MkdirAll(c.archive, 0o700); err != nil {
+		return nil, fmt.Errorf("pgtest: %s: archive directory: %w", c.name, err)
+	}
+	if err := c.chown(c.archive); err != nil {
+		return nil, fmt.Errorf("pgtest: %s: archive directory: %w", c.name, err)
+	}
+	cmd, err := pgserver.ArchiveCommand(c.archive)
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: %s: %w", c.name, err)
+	}
+	timeout := opts.ArchiveTimeout
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	settings := map[string]string{
+		"archive_mode":    "on",
+		"archive_command": cmd,
+		"archive_timeout": strconv.Itoa(max(int(timeout.Seconds()), 1)) + "s",
+	}
+	maps.Copy(settings, opts.Settings)
+	return settings, nil
 }
 
 // init runs initdb and starts the server on a free port, trying another
@@ -112,7 +165,7 @@ func (c *Cluster) init(ctx context.Context, extra map[string]string) error {
 		return fmt.Errorf("pgtest: %s: %w", c.name, err)
 	}
 	for attempt := 1; ; attempt++ {
-		if c.port, err = freePort(); err != nil {
+		if c.port, err = pgserver.FreePort(); err != nil {
 			return fmt.Errorf("pgtest: %s: %w", c.name, err)
 		}
 		if err := c.writeConf(extra); err != nil {
@@ -187,7 +240,7 @@ func (c *Cluster) start(ctx context.Context) (serverLog string, err error) {
 	if err := c.waitReady(ctx); err != nil {
 		cmd.Process.Kill()
 		<-exited
-		return readTail(logPath, offset, 4<<10), err
+		return pgserver.ReadTail(logPath, offset, 4<<10), err
 	}
 	return "", nil
 }
@@ -241,83 +294,18 @@ func (c *Cluster) signal(sig os.Signal) error {
 	}
 }
 
-// readTail returns the last n bytes at most of the file, after offset.
-func readTail(path string, offset, n int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Sprintf("(%v)", err)
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Size()-offset > n {
-		offset = fi.Size() - n
-	}
-	b, _ := io.ReadAll(io.NewSectionReader(f, offset, n))
-	return string(b)
-}
+func (c *Cluster) chown(path string) error { return pgserver.Chown(path, c.cred) }
 
-// reaperScript waits for EOF on stdin, which comes when Close closes the
-// pipe or the test process dies in whatever way, then stops the server and
-// removes the cluster's directory. It ignores the signals a terminal or a
-// test runner may send to the test's process group.
-const reaperScript = `trap '' HUP INT QUIT TERM
-cat >/dev/null
-"$1" stop -D "$2" -m immediate -w >/dev/null 2>&1
-rm -rf "$3"`
-
+// startReaper starts the process that stops the server and removes its
+// directory when Close closes its lifeline or the test process dies in
+// whatever way, including a panic or SIGKILL.
 func (c *Cluster) startReaper() error {
-	cmd := exec.Command("/bin/sh", "-c", reaperScript, "pgtest-reaper",
-		filepath.Join(c.binDir, "pg_ctl"), c.DataDir(), c.dir)
-	cmd.Dir = "/"
-	// A session of its own: signals for the test's process group or
-	// terminal do not reach it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: c.cred}
-	stdin, err := cmd.StdinPipe()
+	r, err := pgserver.StartReaper(c.binDir, c.DataDir(), c.dir, c.cred)
 	if err != nil {
-		return fmt.Errorf("pgtest: %s: reaper: %w", c.name, err)
+		return fmt.Errorf("pgtest: %s: %w", c.name, err)
 	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("pgtest: %s: reaper: %w", c.name, err)
-	}
-	c.reaper, c.lifeline = cmd, stdin
+	c.reaper = r
 	return nil
-}
-
-// serverCredential returns the postgres OS user's credential when running
-// as root, which PostgreSQL refuses, and nil otherwise.
-func serverCredential() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, fmt.Errorf("pgtest: running as root, which PostgreSQL refuses, "+
-			"and there is no postgres user to run it as (Debian's postgresql package creates one): %w", err)
-	}
-	uid, err := strconv.ParseUint(u.Uid, 10, 32)
-	if err != nil {
-		return nil, fmt.Errorf("pgtest: uid of postgres: %w", err)
-	}
-	gid, err := strconv.ParseUint(u.Gid, 10, 32)
-	if err != nil {
-		return nil, fmt.Errorf("pgtest: gid of postgres: %w", err)
-	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-}
-
-func (c *Cluster) chown(path string) error {
-	if c.cred == nil {
-		return nil
-	}
-	return os.Chown(path, int(c.cred.Uid), int(c.cred.Gid))
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Port returns the server's TCP port.
@@ -333,6 +321,10 @@ func (c *Cluster) DataDir() string {
 	}
 	return filepath.Join(c.dir, "data")
 }
+
+// ArchiveDir returns the directory the server archives WAL into; "" when
+// it was started without Options.Archive.
+func (c *Cluster) ArchiveDir() string { return c.archive }
 
 // BinDir returns the directory of the server binaries, for running pg_dump
 // and the like; "" for an external server when none are installed.
@@ -505,8 +497,7 @@ func (c *Cluster) Close() error {
 	}
 	// The reaper removes the directory; removing it here as well catches
 	// whatever the reaper could not.
-	c.lifeline.Close()
-	c.reaper.Wait()
+	c.reaper.Reap()
 	errs = append(errs, os.RemoveAll(c.dir))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("pgtest: %s: close: %w", c.name, err)

@@ -9,6 +9,14 @@
 // (fsync=off). When the tests run as root, the server programs run as the
 // postgres OS user, since PostgreSQL refuses to run as root.
 //
+// With Options.Archive a cluster archives its WAL as a shard that supports
+// point-in-time restore does (archive_mode = on, an archive_command that
+// copies each segment into Cluster.ArchiveDir, archive_timeout from
+// Options.ArchiveTimeout, 60 s by default); see tenancy/pitr.
+//
+// Binary discovery, running as the postgres user and the reaper live in
+// internal/pgserver, which production code may use too.
+//
 // A small reaper process watches every cluster: when the test process ends
 // for any reason, including a panic or SIGKILL, it stops the server and
 // removes the directory. Close does the same at once.

@@ -238,3 +238,38 @@ func TestCreateDatabase(t *testing.T) {
 		t.Errorf("current_database() = %q, %v; want %q", got, err, name)
 	}
 }
+
+func TestArchive(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, pgtest.Options{Name: "archive", Archive: true, ArchiveTimeout: 2 * time.Second})
+	if c.ArchiveDir() == "" || filepath.Dir(c.ArchiveDir()) != filepath.Dir(c.DataDir()) {
+		t.Fatalf("ArchiveDir() = %q, want a directory beside %s", c.ArchiveDir(), c.DataDir())
+	}
+	for setting, want := range map[string]string{"archive_mode": "on", "archive_timeout": "2s"} {
+		if got, err := queryOne(t.Context(), c.SuperuserDSN(), "SHOW "+setting); err != nil || got != want {
+			t.Errorf("SHOW %s = %q, %v; want %q", setting, got, err, want)
+		}
+	}
+	// A segment with WAL in it is switched and archived, under its name.
+	seg, err := queryOne(t.Context(), c.SuperuserDSN(),
+		"SELECT pg_walfile_name(pg_current_wal_lsn()) FROM (SELECT txid_current()) x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := queryOne(t.Context(), c.SuperuserDSN(), "SELECT pg_switch_wal()::text"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		fi, err := os.Stat(filepath.Join(c.ArchiveDir(), seg))
+		if err == nil && fi.Size() == 16<<20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			entries, _ := os.ReadDir(c.ArchiveDir())
+			t.Fatalf("segment %s not archived within 30 s (%v); archive holds %v", seg, err, entries)
+		}
+	}
+	if matches, _ := filepath.Glob(filepath.Join(c.ArchiveDir(), "*.tmp")); len(matches) > 0 {
+		t.Errorf("temporary files left in the archive: %v", matches)
+	}
+}

@@ -2,7 +2,6 @@ package backup
 
 import (
 	"bufio"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -18,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/klauspost/compress/gzip" // the gzip format, 1.5-2x faster than compress/gzip
 
 	"github.com/tenantry/tenantry/migrate"
 	"github.com/tenantry/tenantry/tenancy"
@@ -517,7 +517,15 @@ func (m *Manager) copyTable(ctx context.Context, tx pgx.Tx, archive, schema stri
 	buf := bufio.NewWriterSize(stored, 256<<10)
 	gz, _ := gzip.NewWriterLevel(buf, gzip.BestSpeed)
 	sum := newStreamSum(entry.TenantColumn, tenant.String())
-	_, err = tx.Conn().PgConn().CopyTo(ctx, io.MultiWriter(sum, gz), "COPY ("+q+") TO STDOUT")
+	// COPY sends a message per row: batch them, and check (hash) on
+	// another goroutine while this one compresses.
+	hashing := newAsyncWriter(sum)
+	batched := bufio.NewWriterSize(io.MultiWriter(hashing, gz), copyChunk)
+	_, err = tx.Conn().PgConn().CopyTo(ctx, batched, "COPY ("+q+") TO STDOUT")
+	if err == nil {
+		err = batched.Flush()
+	}
+	hashing.Close() // the sums are complete after it
 	if err == nil && sum.foreign > 0 {
 		// Cannot happen (filter and row-level security); refuse anyway.
 		err = fmt.Errorf("%d rows of other tenants read: archive refused", sum.foreign)
@@ -575,4 +583,48 @@ func Verify(ctx context.Context, store Store, name string) (*Manifest, error) {
 		}
 	}
 	return man, nil
+}
+
+// copyChunk is the size of the chunks a backup hashes and compresses.
+const copyChunk = 256 << 10
+
+// asyncWriter passes what is written to it on to w on a goroutine of its
+// own, so that w's work (hashing) overlaps the writer's (compressing).
+// Write copies p; Close waits until w has had everything. w must not fail.
+type asyncWriter struct {
+	ch   chan []byte
+	free chan []byte
+	done chan struct{}
+}
+
+func newAsyncWriter(w io.Writer) *asyncWriter {
+	a := &asyncWriter{ch: make(chan []byte, 4), free: make(chan []byte, 6), done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		for b := range a.ch {
+			w.Write(b)
+			select {
+			case a.free <- b[:0]:
+			default:
+			}
+		}
+	}()
+	return a
+}
+
+func (a *asyncWriter) Write(p []byte) (int, error) {
+	var b []byte
+	select {
+	case b = <-a.free:
+	default:
+		b = make([]byte, 0, max(len(p), copyChunk))
+	}
+	a.ch <- append(b, p...)
+	return len(p), nil
+}
+
+// Close waits until everything written has been passed on.
+func (a *asyncWriter) Close() {
+	close(a.ch)
+	<-a.done
 }

@@ -2,7 +2,6 @@ package backup
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -12,6 +11,8 @@ import (
 	"hash"
 	"io"
 	"strconv"
+
+	"github.com/klauspost/compress/gzip" // the gzip format, faster than compress/gzip
 )
 
 // streamSum checks a COPY text stream as it passes: size, SHA-256, rows
