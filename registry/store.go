@@ -381,6 +381,9 @@ func (s *Store) Register(ctx context.Context, nt NewTenant) (Tenant, error) {
 			nt.Schema = DefaultSharedSchema
 		}
 	}
+	if err := checkSchemaName(nt.Mode, nt.Schema); err != nil {
+		return Tenant{}, fmt.Errorf("registry: tenant %q: %w", nt.Slug, err)
+	}
 	err := s.inTx(ctx, func(tx *ent.Tx) error {
 		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", placeLockKey); err != nil {
 			return err

@@ -81,7 +81,9 @@ func (m Mode) valid() bool { return m == ModeSchema || m == ModeShared || m == M
 const DefaultPlan = "default"
 
 // DefaultSharedSchema is the schema of shared placements that name none.
-const DefaultSharedSchema = "shared"
+// Shared schemas must start with tenancy.SharedSchemaPrefix, the prefix
+// the migration runner discovers them by.
+const DefaultSharedSchema = tenancy.DefaultSharedSchema
 
 // Plan is a named set of per-tenant limits.
 type Plan struct {

@@ -1,0 +1,139 @@
+package migrate_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	appmigrate "github.com/tenantry/tenantry/examples/app/ent/migrate"
+	"github.com/tenantry/tenantry/internal/pgtest"
+	"github.com/tenantry/tenantry/migrate"
+)
+
+// TestProvisionEquivalentToApply: a schema created by the cached plan in
+// one round trip is the schema Apply creates (catalog description, catalog
+// fingerprint and pg_dump), Apply afterwards changes nothing, the ledger
+// records it at the desired version, and a fleet run finds it current.
+func TestProvisionEquivalentToApply(t *testing.T) {
+	e := newFleetEnv(t, pgtest.Shards(t, 1))
+	ctx := t.Context()
+	d := newDesired(t, appmigrate.Tables)
+	p, err := migrate.NewProvisioner(d, e.roles)
+	require.NoError(t, err)
+	db := e.shards[0].DB
+
+	fast, slow := "tenant_0123456789abcdef0123456789abcdef", "tenant_fedcba9876543210fedcba9876543210"
+	res, err := p.Provision(ctx, db, fast, "")
+	require.NoError(t, err)
+	require.True(t, res.Fast, "a new schema takes the cached plan")
+	require.Equal(t, d.Version(), res.Version)
+	require.Greater(t, res.Statements, 20, "tables, indexes, keys, RLS, policies, grants")
+	_, err = d.Apply(ctx, db, slow, e.roles)
+	require.NoError(t, err)
+
+	desc, err := migrate.Describe(ctx, db, fast, slow)
+	require.NoError(t, err)
+	require.NotEmpty(t, desc[fast])
+	require.Equal(t, desc[slow], desc[fast], "catalog description of the fast schema = Apply's")
+	fps, err := migrate.Fingerprints(ctx, db, []string{fast, slow}, nil)
+	require.NoError(t, err)
+	require.Equal(t, fps[slow], fps[fast], "catalog fingerprint of the fast schema = Apply's")
+	require.Equal(t, fps[fast], res.Fingerprint, "the fingerprint the plan promised")
+	require.Equal(t, e.dump(t, 0, slow), e.dump(t, 0, fast), "pg_dump of the fast schema = Apply's")
+
+	again, err := d.Apply(ctx, db, fast, e.roles)
+	require.NoError(t, err)
+	require.Empty(t, again.Statements, "Apply after fast provisioning changes nothing")
+
+	ledger, err := migrate.Ledger(ctx, db, fast)
+	require.NoError(t, err)
+	require.Len(t, ledger, 1)
+	require.Equal(t, "applied", ledger[0].Status)
+	require.Equal(t, d.Version(), ledger[0].Version)
+	require.Equal(t, "01234567-89ab-cdef-0123-456789abcdef", ledger[0].Tenant)
+	require.Equal(t, res.Fingerprint, ledger[0].Fingerprint)
+
+	// Provisioning an existing schema goes through Apply: nothing to do,
+	// nothing lost.
+	e.exec(t, 0, `INSERT INTO "`+fast+`".customers (id, tenant_id, name, email, created_at)
+		VALUES (gen_random_uuid(), '01234567-89ab-cdef-0123-456789abcdef', 'kept', 'k@example.com', now())`)
+	res, err = p.Provision(ctx, db, fast, "")
+	require.NoError(t, err)
+	require.False(t, res.Fast)
+	require.Zero(t, res.Statements)
+	require.Equal(t, []string{"1"}, e.strings(t, 0, `SELECT count(*)::text FROM "`+fast+`".customers`))
+
+	// Shared schemas: Ensure creates once, then only reads the ledger.
+	res, err = p.Ensure(ctx, db, "shared_pool")
+	require.NoError(t, err)
+	require.True(t, res.Fast)
+	res, err = p.Ensure(ctx, db, "shared_pool")
+	require.NoError(t, err)
+	require.False(t, res.Fast)
+	require.Zero(t, res.Statements)
+
+	// A fleet run over everything it discovers finds all of it current.
+	rep := run(t, e.fleet(d, migrate.Discover{}), migrate.RunOptions{})
+	require.Equal(t, 3, rep.Total.UpToDate, "%+v", rep.Total)
+	require.Zero(t, rep.Total.Applied+rep.Total.Failed+rep.Total.Drifted, "%+v", rep.Total)
+
+	// Names are validated, never pasted.
+	_, err = p.Provision(ctx, db, `tenant_x"; DROP SCHEMA tenantry CASCADE; --`, "")
+	require.ErrorIs(t, err, migrate.ErrInvalidSchemaName)
+}
+
+// TestProvisionConcurrent: schemas provisioned in parallel, one of them
+// twice at once, while a fleet run migrates the others to a new version;
+// afterwards a fleet run to the new version leaves every schema equal to a
+// fresh one and fails none.
+func TestProvisionConcurrent(t *testing.T) {
+	e := newFleetEnv(t, pgtest.Shards(t, 1))
+	ctx := t.Context()
+	v1, v2 := newDesired(t, appmigrate.Tables), newDesired(t, v2Tables())
+	p, err := migrate.NewProvisioner(v1, e.roles)
+	require.NoError(t, err)
+	db := e.shards[0].DB
+	names := tenantSchemas(0, 12)
+	for _, s := range names[:4] {
+		_, err := p.Provision(ctx, db, s, "")
+		require.NoError(t, err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i, s := range names[4:] {
+		wg.Go(func() {
+			if _, err := p.Provision(ctx, db, s, ""); err != nil {
+				errs <- err
+			}
+			if i == 0 { // the same schema again, concurrently with others
+				if _, err := p.Provision(ctx, db, s, ""); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		if _, err := e.fleet(v2, migrate.Discover{}).Run(ctx, migrate.RunOptions{FailureBudget: -1}); err != nil {
+			errs <- fmt.Errorf("fleet: %w", err)
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	rep := run(t, e.fleet(v2, migrate.Discover{}), migrate.RunOptions{})
+	require.Zero(t, rep.Total.Failed+rep.Total.Drifted, "%+v", rep.Failed)
+	require.Equal(t, len(names), rep.Total.Done())
+	_, err = v2.Apply(ctx, db, "tenant_ffffffffffffffffffffffffffffffff", e.roles)
+	require.NoError(t, err)
+	want := e.dump(t, 0, "tenant_ffffffffffffffffffffffffffffffff")
+	for _, s := range names {
+		require.Equal(t, want, e.dump(t, 0, s), s)
+	}
+	var n int
+	require.NoError(t, db.QueryRowContext(ctx, `SELECT count(*) FROM tenantry.schema_state WHERE version = $1`, v2.Version()).Scan(&n))
+	require.Equal(t, len(names)+1-1, n, "every provisioned schema recorded at v2 (the Apply-made one is not in the ledger)")
+}
