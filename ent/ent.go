@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/tenantry/tenantry/ent/offboarding"
 	"github.com/tenantry/tenantry/ent/placement"
 	"github.com/tenantry/tenantry/ent/plan"
 	"github.com/tenantry/tenantry/ent/shard"
@@ -76,10 +77,11 @@ var (
 func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
-			placement.Table: placement.ValidColumn,
-			plan.Table:      plan.ValidColumn,
-			shard.Table:     shard.ValidColumn,
-			tenant.Table:    tenant.ValidColumn,
+			offboarding.Table: offboarding.ValidColumn,
+			placement.Table:   placement.ValidColumn,
+			plan.Table:        plan.ValidColumn,
+			shard.Table:       shard.ValidColumn,
+			tenant.Table:      tenant.ValidColumn,
 		})
 	})
 	return columnCheck(t, c)

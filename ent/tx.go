@@ -12,6 +12,8 @@ import (
 // Tx is a transactional client that is created by calling Client.Tx().
 type Tx struct {
 	config
+	// Offboarding is the client for interacting with the Offboarding builders.
+	Offboarding *OffboardingClient
 	// Placement is the client for interacting with the Placement builders.
 	Placement *PlacementClient
 	// Plan is the client for interacting with the Plan builders.
@@ -151,6 +153,7 @@ func (tx *Tx) Client() *Client {
 }
 
 func (tx *Tx) init() {
+	tx.Offboarding = NewOffboardingClient(tx.config)
 	tx.Placement = NewPlacementClient(tx.config)
 	tx.Plan = NewPlanClient(tx.config)
 	tx.Shard = NewShardClient(tx.config)
@@ -164,7 +167,7 @@ func (tx *Tx) init() {
 // of them in order to commit or rollback the transaction.
 //
 // If a closed transaction is embedded in one of the generated entities, and the entity
-// applies a query, for example: Placement.QueryXXX(), the query will be executed
+// applies a query, for example: Offboarding.QueryXXX(), the query will be executed
 // through the driver which created this transaction.
 //
 // Note that txDriver is not goroutine safe.

@@ -6,6 +6,9 @@ import (
 	"entgo.io/ent/dialect/sql"
 )
 
+// Offboarding is the predicate function for offboarding builders.
+type Offboarding func(*sql.Selector)
+
 // Placement is the predicate function for placement builders.
 type Placement func(*sql.Selector)
 
