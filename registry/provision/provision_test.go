@@ -47,7 +47,7 @@ type fixture struct {
 	shards   map[string]registry.Shard
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := t.Context()
 	f := &fixture{clusters: pgtest.Shards(t, 2), roles: migrate.DefaultRoles(), supers: map[string]*sql.DB{}, shards: map[string]registry.Shard{}}
@@ -72,7 +72,7 @@ func newFixture(t *testing.T) *fixture {
 
 // addShard creates a shard database owned by the owner role on cluster i
 // and registers it.
-func (f *fixture) addShard(t *testing.T, name string, i int, accepting bool) registry.Shard {
+func (f *fixture) addShard(t testing.TB, name string, i int, accepting bool) registry.Shard {
 	t.Helper()
 	ctx := t.Context()
 	c := f.clusters[i]
