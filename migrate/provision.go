@@ -2,7 +2,9 @@ package migrate
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -12,6 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tenantry/tenantry/tenancy"
 )
 
 // ProvisionRunID is the run id of the ledger rows that Provisioner writes
@@ -26,6 +30,12 @@ type ProvisionOptions struct {
 	// RunID is the run id of the ledger rows (ProvisionRunID when empty).
 	RunID string
 }
+
+// SparePrefix starts the names of spare schemas (Provisioner.Prepare):
+// schemas at the desired state created ahead of time, that Provision
+// renames to a new tenant's schema. They match the runner's default
+// discovery (tenant_%), so fleet runs keep them current.
+const SparePrefix = "tenant_spare_"
 
 // Provisioner creates new schemas at the desired state in one round trip
 // each. The statements that take an empty schema to the desired state are
@@ -52,6 +62,7 @@ type Provisioner struct {
 	mu        sync.Mutex
 	templates map[string]*template // by server_version
 	ready     map[*sql.DB]string   // ledger ensured and version recorded, by pool → server_version
+	spares    map[*sql.DB][]string // spare schemas known to be at the version, by pool
 }
 
 // template is the cached plan from an empty schema.
@@ -86,7 +97,7 @@ func NewProvisioner(d *Desired, roles Roles, opts ...ProvisionOptions) (*Provisi
 	if opt.RunID == "" {
 		opt.RunID = ProvisionRunID
 	}
-	return &Provisioner{desired: d, roles: roles, opt: opt, templates: make(map[string]*template), ready: make(map[*sql.DB]string)}, nil
+	return &Provisioner{desired: d, roles: roles, opt: opt, templates: make(map[string]*template), ready: make(map[*sql.DB]string), spares: make(map[*sql.DB][]string)}, nil
 }
 
 // Desired returns the desired state the provisioner creates.
@@ -96,9 +107,12 @@ func (p *Provisioner) Desired() *Desired { return p.desired }
 type Provisioned struct {
 	Schema string
 	// Fast is set when the schema was new and the cached plan created it
-	// in one round trip; otherwise it existed and Desired.Apply brought it
-	// up to date (Statements lists what Apply ran, often nothing).
+	// in one round trip, or a spare was renamed to it (Spare); otherwise it
+	// existed and Desired.Apply brought it up to date (Statements counts
+	// what Apply ran, often nothing).
 	Fast bool
+	// Spare is set when a spare schema (Prepare) was renamed to it.
+	Spare bool
 	// Statements is the number of statements of the schema's transaction
 	// that changed it (CREATE SCHEMA included).
 	Statements int
@@ -122,6 +136,24 @@ func (p *Provisioner) Provision(ctx context.Context, db *sql.DB, schema, tenant 
 	}
 	if tenant == "" {
 		tenant = TenantOfSchema(schema)
+	}
+	for range 2 { // a spare may have been taken by another process
+		spare := p.takeSpare(db)
+		if spare == "" {
+			break
+		}
+		res, err := p.claim(ctx, db, spare, schema, tenant)
+		switch code := pgCode(err); {
+		case err == nil:
+			return res, nil
+		case code == "42P06": // the tenant's schema exists: keep the spare
+			p.putSpare(db, spare)
+			return p.provisionExisting(ctx, db, schema, tenant)
+		case code != sqlstateChanged && code != "3F000":
+			p.putSpare(db, spare)
+			return nil, fmt.Errorf("migrate: provision %q from spare %q: %w", schema, spare, err)
+		}
+		// The spare is gone or not at the version: forget it.
 	}
 	res, err := p.provisionFast(ctx, db, schema, tenant)
 	switch code := pgCode(err); {
@@ -346,4 +378,109 @@ func (p *Provisioner) record(ctx context.Context, db *sql.DB, r ledgerRecord, ch
 		}
 	}
 	return tx.Commit()
+}
+
+// Prepare makes sure db has at least n spare schemas at the desired state
+// (named SparePrefix + random hex): it adopts the spares the shard's
+// ledger has at the version and creates the missing ones, each in one
+// round trip as Provision does, and returns how many it created. Provision
+// then renames a spare to the new schema (one round trip of cheap
+// statements: no table, index or file is created while the tenant waits)
+// and falls back to creating the schema when none is left. Spares cost
+// what the schemas cost; fleet runs migrate them like any tenant schema.
+func (p *Provisioner) Prepare(ctx context.Context, db *sql.DB, n int) (int, error) {
+	if err := EnsureLedger(ctx, db, p.roles); err != nil {
+		return 0, err
+	}
+	rows, err := db.QueryContext(ctx, `SELECT s.schema_name FROM tenantry.schema_state s
+		JOIN pg_namespace n ON n.nspname = s.schema_name
+		WHERE s.schema_name LIKE $1 AND s.version = $2 ORDER BY 1`, tenancy.LikePrefix(SparePrefix), p.desired.Version())
+	if err != nil {
+		return 0, fmt.Errorf("migrate: spares: %w", err)
+	}
+	var have []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("migrate: spares: %w", err)
+		}
+		have = append(have, s)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("migrate: spares: %w", err)
+	}
+	p.mu.Lock()
+	p.spares[db] = have
+	p.mu.Unlock()
+	created := 0
+	for len(have)+created < n {
+		if err := ctx.Err(); err != nil {
+			return created, err
+		}
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return created, err
+		}
+		name := SparePrefix + hex.EncodeToString(b[:])
+		if _, err := p.provisionFast(ctx, db, name, ""); err != nil {
+			return created, fmt.Errorf("migrate: spare %q: %w", name, err)
+		}
+		p.putSpare(db, name)
+		created++
+	}
+	return created, nil
+}
+
+// Spares returns how many spare schemas of db the provisioner knows.
+func (p *Provisioner) Spares(db *sql.DB) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.spares[db])
+}
+
+func (p *Provisioner) takeSpare(db *sql.DB) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l := p.spares[db]
+	if len(l) == 0 {
+		return ""
+	}
+	s := l[len(l)-1]
+	p.spares[db] = l[:len(l)-1]
+	return s
+}
+
+func (p *Provisioner) putSpare(db *sql.DB, s string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.spares[db] = append(p.spares[db], s)
+}
+
+// claim renames a spare to the schema in one round trip: owner role,
+// lock_timeout, both advisory locks, ledger checks (the spare at the
+// version, nothing recorded for the schema), the rename, and the ledger
+// rows moved to the schema's name.
+func (p *Provisioner) claim(ctx context.Context, db *sql.DB, spare, schema, tenant string) (*Provisioned, error) {
+	version := p.desired.Version()
+	rec := ledgerRecord{
+		runID: p.opt.RunID, schema: schema, tenant: tenant, mode: ModeDeclarative, version: version, from: version,
+		statements: 1, attempts: 1, started: time.Now(),
+	}
+	stmts := []string{
+		fmt.Sprintf("SELECT set_config('role', %s, true), set_config('lock_timeout', %s, true)",
+			literal(p.roles.Owner), literal(lockTimeoutSetting(p.opt.LockTimeout))),
+		fmt.Sprintf("SELECT pg_advisory_xact_lock(hashtext('tenantry:' || %s))", literal(spare)),
+		fmt.Sprintf("SELECT pg_advisory_xact_lock(hashtext('tenantry:' || %s))", literal(schema)),
+		expectSQL(spare, version),
+		expectSQL(schema, ""),
+		"ALTER SCHEMA " + ident(spare) + " RENAME TO " + ident(schema),
+		fmt.Sprintf("DELETE FROM tenantry.schema_state WHERE schema_name = %s", literal(spare)),
+	}
+	stmts = append(stmts, rec.appliedSQL()...)
+	if err := execPipeline(ctx, db, stmts); err != nil {
+		return nil, err
+	}
+	return &Provisioned{Schema: schema, Fast: true, Spare: true, Statements: 1, Version: version}, nil
 }

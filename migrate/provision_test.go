@@ -137,3 +137,84 @@ func TestProvisionConcurrent(t *testing.T) {
 	require.NoError(t, db.QueryRowContext(ctx, `SELECT count(*) FROM tenantry.schema_state WHERE version = $1`, v2.Version()).Scan(&n))
 	require.Equal(t, len(names)+1-1, n, "every provisioned schema recorded at v2 (the Apply-made one is not in the ledger)")
 }
+
+// TestProvisionFromSpares: Prepare creates spare schemas; Provision
+// renames one to the new schema (same catalog as Apply's, ledger moved);
+// a spare taken by someone else, or left behind by a version change, is
+// skipped; with none left, Provision creates the schema.
+func TestProvisionFromSpares(t *testing.T) {
+	e := newFleetEnv(t, pgtest.Shards(t, 1))
+	ctx := t.Context()
+	d := newDesired(t, appmigrate.Tables)
+	p, err := migrate.NewProvisioner(d, e.roles)
+	require.NoError(t, err)
+	db := e.shards[0].DB
+	n, err := p.Prepare(ctx, db, 3)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	spares := e.strings(t, 0, `SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'tenant\_spare\_%' ORDER BY 1`)
+	require.Len(t, spares, 3)
+
+	// Another process adopts the same spares and takes one.
+	other, err := migrate.NewProvisioner(d, e.roles)
+	require.NoError(t, err)
+	n, err = other.Prepare(ctx, db, 3)
+	require.NoError(t, err)
+	require.Zero(t, n, "existing spares are adopted")
+	taken, err := other.Provision(ctx, db, "tenant_0000000000000000000000000000000a", "")
+	require.NoError(t, err)
+	require.True(t, taken.Spare)
+
+	var got []*migrate.Provisioned
+	for _, s := range []string{"tenant_0000000000000000000000000000000b", "tenant_0000000000000000000000000000000c", "tenant_0000000000000000000000000000000d"} {
+		res, err := p.Provision(ctx, db, s, "")
+		require.NoError(t, err)
+		got = append(got, res)
+	}
+	spareCount := 0
+	for _, r := range got {
+		require.True(t, r.Fast)
+		if r.Spare {
+			spareCount++
+		}
+	}
+	require.Equal(t, 2, spareCount, "two spares left after the other process took one; the third schema is created")
+	require.Equal(t, 0, p.Spares(db))
+	require.Empty(t, e.strings(t, 0, `SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'tenant\_spare\_%'`))
+
+	_, err = d.Apply(ctx, db, "tenant_ffffffffffffffffffffffffffffffff", e.roles)
+	require.NoError(t, err)
+	all := []string{"tenant_0000000000000000000000000000000a", "tenant_0000000000000000000000000000000b", "tenant_0000000000000000000000000000000c", "tenant_0000000000000000000000000000000d"}
+	desc, err := migrate.Describe(ctx, db, append(all, "tenant_ffffffffffffffffffffffffffffffff")...)
+	require.NoError(t, err)
+	for _, s := range all {
+		require.Equal(t, desc["tenant_ffffffffffffffffffffffffffffffff"], desc[s], s)
+		res, err := d.Apply(ctx, db, s, e.roles)
+		require.NoError(t, err)
+		require.Empty(t, res.Statements, s)
+	}
+	require.Equal(t, []string{"4"}, e.strings(t, 0, `SELECT count(*)::text FROM tenantry.schema_state WHERE version = $1 AND schema_name LIKE 'tenant\_0%'`, d.Version()))
+	require.Equal(t, []string{"0"}, e.strings(t, 0, `SELECT count(*)::text FROM tenantry.schema_state WHERE schema_name LIKE 'tenant\_spare\_%'`))
+
+	// Spares of an older version are not used.
+	_, err = p.Prepare(ctx, db, 1)
+	require.NoError(t, err)
+	v2 := newDesired(t, v2Tables())
+	p2, err := migrate.NewProvisioner(v2, e.roles)
+	require.NoError(t, err)
+	n, err = p2.Prepare(ctx, db, 1)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "the v1 spare is not adopted for v2")
+	res, err := p.Provision(ctx, db, "tenant_0000000000000000000000000000000e", "")
+	require.NoError(t, err)
+	require.True(t, res.Spare)
+	// A fleet run to v2 migrates the v1 spare... the v1 provisioner's
+	// remembered spare is then skipped.
+	_, err = p.Prepare(ctx, db, 1)
+	require.NoError(t, err)
+	run(t, e.fleet(v2, migrate.Discover{}), migrate.RunOptions{})
+	res, err = p.Provision(ctx, db, "tenant_0000000000000000000000000000000f", "")
+	require.NoError(t, err)
+	require.False(t, res.Spare, "a spare no longer at the provisioner's version is skipped")
+	require.True(t, res.Fast)
+}

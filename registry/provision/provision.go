@@ -11,6 +11,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -52,9 +53,32 @@ func ApplySchema(desired *migrate.Desired, roles migrate.Roles, opts ...migrate.
 type Provisioner struct {
 	fast  *migrate.Provisioner
 	roles migrate.Roles
+	opt   Options
 
-	mu    sync.Mutex
-	pools map[string]*sql.DB // by shard name and DSN
+	ctx    context.Context // of background refills; canceled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	pools     map[string]*sql.DB // by shard name and DSN
+	refilling map[*sql.DB]bool
+}
+
+// Options tune a Provisioner. The zero value is the default.
+type Options struct {
+	// Provision tunes the schema creation (lock_timeout, ledger run id).
+	Provision migrate.ProvisionOptions
+	// Spares is how many spare schemas (migrate.Provisioner.Prepare) to
+	// keep ready on each accepting shard a tenant is provisioned on: a new
+	// tenant's schema is then a spare renamed, and the spare is replaced
+	// in the background. Zero: none, every schema is created while its
+	// tenant waits (one round trip). Spares are schemas like any other
+	// (tenant_spare_<hex>): they take catalog space and fleet runs migrate
+	// them; the registry does not count them as tenants.
+	Spares int
+	// Logger receives the errors of background refills (slog.Default()
+	// when nil).
+	Logger *slog.Logger
 }
 
 // PoolSize is the number of connections a Provisioner opens at most per
@@ -64,16 +88,70 @@ const PoolSize = 4
 // New returns a Provisioner of the desired state. roles.Owner owns the
 // schemas it creates; the roles must exist on every shard
 // (migrate.EnsureRoles).
-func New(desired *migrate.Desired, roles migrate.Roles, opts ...migrate.ProvisionOptions) (*Provisioner, error) {
-	fast, err := migrate.NewProvisioner(desired, roles, opts...)
+// At most one Options may be given.
+func New(desired *migrate.Desired, roles migrate.Roles, opts ...Options) (*Provisioner, error) {
+	var opt Options
+	switch len(opts) {
+	case 0:
+	case 1:
+		opt = opts[0]
+	default:
+		return nil, fmt.Errorf("provision: at most one Options, got %d", len(opts))
+	}
+	if opt.Spares < 0 {
+		return nil, fmt.Errorf("provision: negative number of spares %d", opt.Spares)
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	fast, err := migrate.NewProvisioner(desired, roles, opt.Provision)
 	if err != nil {
 		return nil, err
 	}
-	return &Provisioner{fast: fast, roles: roles, pools: make(map[string]*sql.DB)}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Provisioner{fast: fast, roles: roles, opt: opt, ctx: ctx, cancel: cancel,
+		pools: make(map[string]*sql.DB), refilling: make(map[*sql.DB]bool)}, nil
 }
 
-// Close closes the shard pools.
+// Warm makes sure the shard has Options.Spares spare schemas ready (see
+// Options.Spares), creating the missing ones now, and returns how many it
+// created.
+func (p *Provisioner) Warm(ctx context.Context, sh registry.Shard) (int, error) {
+	db, err := p.DB(sh)
+	if err != nil {
+		return 0, err
+	}
+	return p.fast.Prepare(ctx, db, p.opt.Spares)
+}
+
+// refill replaces used spares of a shard in the background, one refill
+// per shard at a time.
+func (p *Provisioner) refill(sh registry.Shard, db *sql.DB) {
+	if p.opt.Spares == 0 || !sh.Accepting {
+		return // a dedicated shard (no longer accepting) gets no spares
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.refilling[db] || p.ctx.Err() != nil {
+		return
+	}
+	p.refilling[db] = true
+	p.wg.Go(func() {
+		defer func() {
+			p.mu.Lock()
+			delete(p.refilling, db)
+			p.mu.Unlock()
+		}()
+		if _, err := p.fast.Prepare(p.ctx, db, p.opt.Spares); err != nil && p.ctx.Err() == nil {
+			p.opt.Logger.Warn("provision: could not refill spare schemas", "shard", sh.Name, "err", err)
+		}
+	})
+}
+
+// Close stops background refills and closes the shard pools.
 func (p *Provisioner) Close() error {
+	p.cancel()
+	p.wg.Wait()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var errs []error
@@ -117,8 +195,11 @@ func (p *Provisioner) Apply(ctx context.Context, sh registry.Shard, schema strin
 	}
 	if strings.HasPrefix(schema, tenancy.SharedSchemaPrefix) {
 		_, err = p.fast.Ensure(ctx, db, schema)
-	} else {
-		_, err = p.fast.Provision(ctx, db, schema, "")
+		return err
+	}
+	res, err := p.fast.Provision(ctx, db, schema, "")
+	if err == nil && (res.Spare || p.fast.Spares(db) < p.opt.Spares) {
+		p.refill(sh, db)
 	}
 	return err
 }

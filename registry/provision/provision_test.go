@@ -135,7 +135,7 @@ func (f *fixture) schemas(t *testing.T, shard, like string) []string {
 	return out
 }
 
-func (f *fixture) count(t *testing.T, shard, query string, args ...any) int {
+func (f *fixture) count(t testing.TB, shard, query string, args ...any) int {
 	t.Helper()
 	var n int
 	require.NoError(t, f.supers[shard].QueryRowContext(t.Context(), query, args...).Scan(&n))
@@ -450,5 +450,47 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
+	}
+}
+
+// TestCreateFromSpares: with spares, a new tenant's schema is a spare
+// renamed, the spare is replaced in the background, and the schema is
+// the one Desired.Apply makes.
+func TestCreateFromSpares(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	warm, err := provision.New(f.desired, f.roles, provision.Options{Spares: 2})
+	require.NoError(t, err)
+	n, err := warm.Warm(ctx, f.shards["s0"])
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	spares := func() []string { return f.schemas(t, "s0", `tenant\_spare\_%`) }
+	before := spares()
+	require.Len(t, before, 2)
+	var created []registry.Tenant
+	for range 3 {
+		tn, err := f.store.CreateTenant(ctx, registry.NewTenant{Slug: "w-" + uuid.NewString()[:8], Shard: "s0"}, warm.Apply)
+		require.NoError(t, err)
+		created = append(created, tn)
+	}
+	eventually(t, "spares refilled", func() bool { return len(spares()) == 2 })
+	require.NoError(t, warm.Close())
+	require.NotEqual(t, before, spares(), "the spares were used and replaced")
+	claimed := f.count(t, "s0", `SELECT count(*) FROM tenantry.schema_migrations WHERE statements = 1 AND schema_name NOT LIKE 'tenant\_spare\_%'`)
+	require.GreaterOrEqual(t, claimed, 2, "at least the two warmed spares were claimed")
+
+	db, err := f.prov.DB(f.shards["s0"])
+	require.NoError(t, err)
+	ref := "tenant_ffffffffffffffffffffffffffffffff"
+	_, err = f.desired.Apply(ctx, db, ref, f.roles)
+	require.NoError(t, err)
+	for _, tn := range created {
+		desc, err := migrate.Describe(ctx, db, ref, tn.Placement.Schema)
+		require.NoError(t, err)
+		require.Equal(t, desc[ref], desc[tn.Placement.Schema])
+	}
+	client := f.router(t)
+	for _, tn := range created {
+		addCustomers(t, client, tn.ID, 1)
 	}
 }
