@@ -190,6 +190,12 @@ func (p *Provisioner) Ensure(ctx context.Context, db *sql.DB, schema string) (*P
 
 // provisionFast runs the cached plan for a new schema in one round trip.
 func (p *Provisioner) provisionFast(ctx context.Context, db *sql.DB, schema, tenant string) (*Provisioned, error) {
+	// The plan first, holding no connection: planning needs some of the
+	// pool's, and concurrent callers wait for it.
+	tpl, err := p.template(ctx, db)
+	if err != nil {
+		return nil, err
+	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, err
@@ -204,10 +210,6 @@ func (p *Provisioner) provisionFast(ctx context.Context, db *sql.DB, schema, ten
 		pc = c.Conn()
 		return nil
 	}); err != nil {
-		return nil, err
-	}
-	tpl, err := p.template(ctx, db, pc.PgConn().ParameterStatus("server_version"))
-	if err != nil {
 		return nil, err
 	}
 	rec := ledgerRecord{
@@ -254,16 +256,21 @@ func pipeline(ctx context.Context, pc *pgx.Conn, stmts []string) error {
 	return err
 }
 
-// template returns the cached plan for the server version, planning it on
-// db the first time; it also makes sure, once per pool, that the shard has
-// a ledger that knows the version's fingerprint.
-func (p *Provisioner) template(ctx context.Context, db *sql.DB, serverVersion string) (*template, error) {
+// template returns the cached plan for db's server version, planning it
+// the first time; it also makes sure, once per pool, that the shard has a
+// ledger that knows the version's fingerprint. The caller must hold none
+// of db's connections.
+func (p *Provisioner) template(ctx context.Context, db *sql.DB) (*template, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	tpl := p.templates[serverVersion]
-	if tpl != nil && p.ready[db] == serverVersion {
-		return tpl, nil
+	if v, ok := p.ready[db]; ok {
+		return p.templates[v], nil
 	}
+	var serverVersion string
+	if err := db.QueryRowContext(ctx, "SHOW server_version_num").Scan(&serverVersion); err != nil {
+		return nil, fmt.Errorf("migrate: provisioning plan: %w", err)
+	}
+	tpl := p.templates[serverVersion]
 	if err := EnsureLedger(ctx, db, p.roles); err != nil {
 		return nil, err
 	}

@@ -1,9 +1,12 @@
 package migrate_test
 
 import (
+	"context"
+	"database/sql"
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -217,4 +220,35 @@ func TestProvisionFromSpares(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, res.Spare, "a spare no longer at the provisioner's version is skipped")
 	require.True(t, res.Fast)
+}
+
+// TestProvisionColdSmallPool: a provisioner that has not planned yet,
+// called by more goroutines than its pool has connections, plans once and
+// serves them all (planning must not wait for connections the callers
+// hold).
+func TestProvisionColdSmallPool(t *testing.T) {
+	e := newFleetEnv(t, pgtest.Shards(t, 1))
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	db, err := sql.Open("pgx", e.clusters[0].DSN(e.roles.Owner, e.database))
+	require.NoError(t, err)
+	defer db.Close()
+	db.SetMaxOpenConns(2)
+	p, err := migrate.NewProvisioner(newDesired(t, appmigrate.Tables), e.roles)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	errs := make(chan error, 6)
+	for _, s := range tenantSchemas(0, 6) {
+		wg.Go(func() {
+			if _, err := p.Provision(ctx, db, s, ""); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.Equal(t, []string{"6"}, e.strings(t, 0, `SELECT count(*)::text FROM tenantry.schema_state`))
 }

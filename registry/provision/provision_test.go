@@ -84,7 +84,7 @@ func (f *fixture) addShard(t testing.TB, name string, i int, accepting bool) reg
 	require.NoError(t, migrate.EnsureRoles(ctx, super, f.roles))
 	_, err = super.ExecContext(ctx, "ALTER DATABASE "+db+" OWNER TO "+f.roles.Owner)
 	require.NoError(t, err)
-	sh := registry.Shard{Name: name, DSN: c.DSN("postgres", db), Accepting: accepting, Capacity: 1000}
+	sh := registry.Shard{Name: name, DSN: c.DSN("postgres", db), Accepting: accepting, Capacity: 10000}
 	require.NoError(t, f.store.AddShard(ctx, sh))
 	f.supers[name], f.shards[name] = super, sh
 	return sh
