@@ -113,6 +113,9 @@ func (s *Store) Offboard(ctx context.Context, id tenancy.ID, opt OffboardOptions
 	if opt.Retention < 0 {
 		return Offboarding{}, fmt.Errorf("registry: offboard %s: %w retention %s", id, ErrInvalid, opt.Retention)
 	}
+	if ops == nil {
+		return Offboarding{}, fmt.Errorf("registry: offboard %s: %w: no OffboardOps (use a provision.Provisioner)", id, ErrInvalid)
+	}
 	if opt.Retention == 0 {
 		opt.Retention = DefaultRetention
 	}
@@ -225,6 +228,9 @@ func (s *Store) purge(ctx context.Context, o Offboarding, now time.Time, force b
 // state: migration runs skip retired schemas), the tenant becomes active
 // and routers are notified. A purged tenant cannot be restored.
 func (s *Store) RestoreOffboarded(ctx context.Context, id tenancy.ID, ops OffboardOps) (Tenant, error) {
+	if ops == nil {
+		return Tenant{}, fmt.Errorf("registry: restore tenant %s: %w: no OffboardOps (use a provision.Provisioner)", id, ErrInvalid)
+	}
 	t, err := s.Tenant(ctx, id.String())
 	if err != nil {
 		return Tenant{}, err
@@ -266,6 +272,9 @@ func (s *Store) RestoreOffboarded(ctx context.Context, id tenancy.ID, ops Offboa
 // ended before now, one at a time, and marks each deleted. It goes on
 // after a failure and returns what it purged with the joined errors.
 func (s *Store) Purge(ctx context.Context, now time.Time, ops OffboardOps) ([]Offboarding, error) {
+	if ops == nil {
+		return nil, fmt.Errorf("registry: purge: %w: no OffboardOps (use a provision.Provisioner)", ErrInvalid)
+	}
 	due, err := s.Offboardings(ctx, OffboardingFilter{Open: true, DueBy: now})
 	if err != nil {
 		return nil, err
