@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tenantry/tenantry/migrate"
 	"github.com/tenantry/tenantry/registry"
@@ -51,9 +52,10 @@ func ApplySchema(desired *migrate.Desired, roles migrate.Roles, opts ...migrate.
 // Its Apply method is a registry.ApplyFunc, and it implements
 // registry.OffboardOps.
 type Provisioner struct {
-	fast  *migrate.Provisioner
-	roles migrate.Roles
-	opt   Options
+	fast    *migrate.Provisioner
+	roles   migrate.Roles
+	opt     Options
+	metrics *metrics
 
 	ctx    context.Context // of background refills; canceled by Close
 	cancel context.CancelFunc
@@ -79,6 +81,10 @@ type Options struct {
 	// Logger receives the errors of background refills (slog.Default()
 	// when nil).
 	Logger *slog.Logger
+	// Registerer, when set, gets the provisioner's Prometheus metrics
+	// (tenantry_provision_*, tenantry_offboard_operations_total; labels:
+	// shard and path or operation, never the tenant).
+	Registerer prometheus.Registerer
 }
 
 // PoolSize is the number of connections a Provisioner opens at most per
@@ -108,8 +114,12 @@ func New(desired *migrate.Desired, roles migrate.Roles, opts ...Options) (*Provi
 	if err != nil {
 		return nil, err
 	}
+	m, err := newMetrics(opt.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("provision: metrics: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Provisioner{fast: fast, roles: roles, opt: opt, ctx: ctx, cancel: cancel,
+	return &Provisioner{fast: fast, roles: roles, opt: opt, metrics: m, ctx: ctx, cancel: cancel,
 		pools: make(map[string]*sql.DB), refilling: make(map[*sql.DB]bool)}, nil
 }
 
@@ -121,7 +131,9 @@ func (p *Provisioner) Warm(ctx context.Context, sh registry.Shard) (int, error) 
 	if err != nil {
 		return 0, err
 	}
-	return p.fast.Prepare(ctx, db, p.opt.Spares)
+	n, err := p.fast.Prepare(ctx, db, p.opt.Spares)
+	p.metrics.setSpares(sh.Name, p.fast.Spares(db))
+	return n, err
 }
 
 // refill replaces used spares of a shard in the background, one refill
@@ -142,7 +154,10 @@ func (p *Provisioner) refill(sh registry.Shard, db *sql.DB) {
 			delete(p.refilling, db)
 			p.mu.Unlock()
 		}()
-		if _, err := p.fast.Prepare(p.ctx, db, p.opt.Spares); err != nil && p.ctx.Err() == nil {
+		_, err := p.fast.Prepare(p.ctx, db, p.opt.Spares)
+		p.metrics.setSpares(sh.Name, p.fast.Spares(db))
+		if err != nil && p.ctx.Err() == nil {
+			p.metrics.refillFailed(sh.Name)
 			p.opt.Logger.Warn("provision: could not refill spare schemas", "shard", sh.Name, "err", err)
 		}
 	})
@@ -193,15 +208,34 @@ func (p *Provisioner) Apply(ctx context.Context, sh registry.Shard, schema strin
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	if strings.HasPrefix(schema, tenancy.SharedSchemaPrefix) {
 		_, err = p.fast.Ensure(ctx, db, schema)
+		p.metrics.provisioned(sh.Name, pathOf(nil, err, "shared"), time.Since(start))
 		return err
 	}
 	res, err := p.fast.Provision(ctx, db, schema, "")
+	p.metrics.provisioned(sh.Name, pathOf(res, err, ""), time.Since(start))
 	if err == nil && (res.Spare || p.fast.Spares(db) < p.opt.Spares) {
+		p.metrics.setSpares(sh.Name, p.fast.Spares(db))
 		p.refill(sh, db)
 	}
 	return err
+}
+
+// pathOf names how a schema was provisioned, for the metrics.
+func pathOf(res *migrate.Provisioned, err error, path string) string {
+	switch {
+	case err != nil:
+		return "failed"
+	case path != "":
+		return path
+	case res.Spare:
+		return "spare"
+	case res.Fast:
+		return "created"
+	}
+	return "existing"
 }
 
 // lockTimeout bounds the lock waits of offboarding transactions.
@@ -265,7 +299,8 @@ func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
 // Retire renames the tenant's schema to its retired name (in the
 // ledger too) and revokes the app and admin roles' access to it, so that
 // nothing reaches it by either name. It implements registry.OffboardOps.
-func (p *Provisioner) Retire(ctx context.Context, sh registry.Shard, o registry.Offboarding) error {
+func (p *Provisioner) Retire(ctx context.Context, sh registry.Shard, o registry.Offboarding) (err error) {
+	defer func() { p.metrics.offboarded(sh.Name, "retire", err) }()
 	if err := validRetirement(o); err != nil {
 		return err
 	}
@@ -298,7 +333,8 @@ func (p *Provisioner) Retire(ctx context.Context, sh registry.Shard, o registry.
 // Unretire renames the retired schema back and brings it to the desired
 // state (grants included; fleet runs do not migrate retired schemas), with
 // a ledger row. It implements registry.OffboardOps.
-func (p *Provisioner) Unretire(ctx context.Context, sh registry.Shard, o registry.Offboarding) error {
+func (p *Provisioner) Unretire(ctx context.Context, sh registry.Shard, o registry.Offboarding) (err error) {
+	defer func() { p.metrics.offboarded(sh.Name, "unretire", err) }()
 	if err := validRetirement(o); err != nil {
 		return err
 	}
@@ -337,7 +373,8 @@ func (p *Provisioner) Unretire(ctx context.Context, sh registry.Shard, o registr
 // of the shared schema (under row-level security for that tenant, so no
 // other tenant's row can be touched), children before parents. It
 // implements registry.OffboardOps.
-func (p *Provisioner) Purge(ctx context.Context, sh registry.Shard, o registry.Offboarding) error {
+func (p *Provisioner) Purge(ctx context.Context, sh registry.Shard, o registry.Offboarding) (err error) {
+	defer func() { p.metrics.offboarded(sh.Name, "purge", err) }()
 	if o.Mode == registry.ModeShared {
 		return p.purgeShared(ctx, sh, o)
 	}

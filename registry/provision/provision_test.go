@@ -16,6 +16,7 @@ import (
 	entschema "entgo.io/ent/dialect/sql/schema"
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
 
@@ -459,7 +460,8 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestCreateFromSpares(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
-	warm, err := provision.New(f.desired, f.roles, provision.Options{Spares: 2})
+	reg := prometheus.NewRegistry()
+	warm, err := provision.New(f.desired, f.roles, provision.Options{Spares: 2, Registerer: reg})
 	require.NoError(t, err)
 	n, err := warm.Warm(ctx, f.shards["s0"])
 	require.NoError(t, err)
@@ -478,6 +480,10 @@ func TestCreateFromSpares(t *testing.T) {
 	require.NotEqual(t, before, spares(), "the spares were used and replaced")
 	claimed := f.count(t, "s0", `SELECT count(*) FROM tenantry.schema_migrations WHERE statements = 1 AND schema_name NOT LIKE 'tenant\_spare\_%'`)
 	require.GreaterOrEqual(t, claimed, 2, "at least the two warmed spares were claimed")
+	spare, made := metricValue(t, reg, "tenantry_provision_schemas_total", "spare"), metricValue(t, reg, "tenantry_provision_schemas_total", "created")
+	require.Equal(t, float64(claimed), spare, "metrics count the spares claimed")
+	require.Equal(t, float64(3-claimed), made)
+	require.Equal(t, 2.0, metricValue(t, reg, "tenantry_provision_spares", ""))
 
 	db, err := f.prov.DB(f.shards["s0"])
 	require.NoError(t, err)
@@ -493,4 +499,36 @@ func TestCreateFromSpares(t *testing.T) {
 	for _, tn := range created {
 		addCustomers(t, client, tn.ID, 1)
 	}
+}
+
+// metricValue returns the value of the named metric's series whose path
+// label is path (any series when path is empty), summed over shards.
+func metricValue(t *testing.T, reg *prometheus.Registry, name, path string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := path == ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "path" && l.GetValue() == path {
+					match = true
+				}
+			}
+			if !match {
+				continue
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
 }
