@@ -16,8 +16,8 @@ import (
 	entschema "entgo.io/ent/dialect/sql/schema"
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantry/tenantry/examples/app/ent"
