@@ -146,7 +146,8 @@ func (p *Provisioner) Provision(ctx context.Context, db *sql.DB, schema, tenant 
 		switch code := pgCode(err); {
 		case err == nil:
 			return res, nil
-		case code == "42P06": // the tenant's schema exists: keep the spare
+		case code == "42P06" || (code == sqlstateChanged && aboutSchema(err, schema)):
+			// The tenant's schema exists or is in the ledger: keep the spare.
 			p.putSpare(db, spare)
 			return p.provisionExisting(ctx, db, schema, tenant)
 		case code != sqlstateChanged && code != "3F000":
@@ -480,8 +481,8 @@ func (p *Provisioner) claim(ctx context.Context, db *sql.DB, spare, schema, tena
 			literal(p.roles.Owner), literal(lockTimeoutSetting(p.opt.LockTimeout))),
 		fmt.Sprintf("SELECT pg_advisory_xact_lock(hashtext('tenantry:' || %s))", literal(spare)),
 		fmt.Sprintf("SELECT pg_advisory_xact_lock(hashtext('tenantry:' || %s))", literal(schema)),
-		expectSQL(spare, version),
 		expectSQL(schema, ""),
+		expectSQL(spare, version),
 		"ALTER SCHEMA " + ident(spare) + " RENAME TO " + ident(schema),
 		fmt.Sprintf("DELETE FROM tenantry.schema_state WHERE schema_name = %s", literal(spare)),
 	}
@@ -490,4 +491,11 @@ func (p *Provisioner) claim(ctx context.Context, db *sql.DB, spare, schema, tena
 		return nil, err
 	}
 	return &Provisioned{Schema: schema, Fast: true, Spare: true, Statements: 1, Version: version}, nil
+}
+
+// aboutSchema reports whether a tenantry.expect_version error is about
+// the named schema (its message starts "schema <name> is at version").
+func aboutSchema(err error, schema string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Message, "schema "+schema+" ")
 }

@@ -182,12 +182,23 @@ func TestProvisionFromSpares(t *testing.T) {
 		}
 	}
 	require.Equal(t, 2, spareCount, "two spares left after the other process took one; the third schema is created")
+
+	// Provisioning a schema that exists keeps the spares.
+	_, err = p.Prepare(ctx, db, 1)
+	require.NoError(t, err)
+	res, err := p.Provision(ctx, db, "tenant_0000000000000000000000000000000b", "")
+	require.NoError(t, err)
+	require.False(t, res.Fast)
+	require.Equal(t, 1, p.Spares(db), "the spare is kept")
+	res, err = p.Provision(ctx, db, "tenant_0000000000000000000000000000000e", "")
+	require.NoError(t, err)
+	require.True(t, res.Spare)
 	require.Equal(t, 0, p.Spares(db))
 	require.Empty(t, e.strings(t, 0, `SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'tenant\_spare\_%'`))
 
 	_, err = d.Apply(ctx, db, "tenant_ffffffffffffffffffffffffffffffff", e.roles)
 	require.NoError(t, err)
-	all := []string{"tenant_0000000000000000000000000000000a", "tenant_0000000000000000000000000000000b", "tenant_0000000000000000000000000000000c", "tenant_0000000000000000000000000000000d"}
+	all := []string{"tenant_0000000000000000000000000000000a", "tenant_0000000000000000000000000000000b", "tenant_0000000000000000000000000000000c", "tenant_0000000000000000000000000000000d", "tenant_0000000000000000000000000000000e"}
 	desc, err := migrate.Describe(ctx, db, append(all, "tenant_ffffffffffffffffffffffffffffffff")...)
 	require.NoError(t, err)
 	for _, s := range all {
@@ -196,7 +207,7 @@ func TestProvisionFromSpares(t *testing.T) {
 		require.NoError(t, err)
 		require.Empty(t, res.Statements, s)
 	}
-	require.Equal(t, []string{"4"}, e.strings(t, 0, `SELECT count(*)::text FROM tenantry.schema_state WHERE version = $1 AND schema_name LIKE 'tenant\_0%'`, d.Version()))
+	require.Equal(t, []string{"5"}, e.strings(t, 0, `SELECT count(*)::text FROM tenantry.schema_state WHERE version = $1 AND schema_name LIKE 'tenant\_0%'`, d.Version()))
 	require.Equal(t, []string{"0"}, e.strings(t, 0, `SELECT count(*)::text FROM tenantry.schema_state WHERE schema_name LIKE 'tenant\_spare\_%'`))
 
 	// Spares of an older version are not used.
@@ -208,7 +219,7 @@ func TestProvisionFromSpares(t *testing.T) {
 	n, err = p2.Prepare(ctx, db, 1)
 	require.NoError(t, err)
 	require.Equal(t, 1, n, "the v1 spare is not adopted for v2")
-	res, err := p.Provision(ctx, db, "tenant_0000000000000000000000000000000e", "")
+	res, err = p.Provision(ctx, db, "tenant_00000000000000000000000000000010", "")
 	require.NoError(t, err)
 	require.True(t, res.Spare)
 	// A fleet run to v2 migrates the v1 spare... the v1 provisioner's
