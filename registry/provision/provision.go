@@ -63,7 +63,7 @@ type Provisioner struct {
 
 	mu        sync.Mutex
 	pools     map[string]*sql.DB // by shard name and DSN
-	refilling map[*sql.DB]bool
+	refilling map[*sql.DB]bool // refill running; true: run it again
 }
 
 // Options tune a Provisioner. The zero value is the default.
@@ -137,28 +137,39 @@ func (p *Provisioner) Warm(ctx context.Context, sh registry.Shard) (int, error) 
 }
 
 // refill replaces used spares of a shard in the background, one refill
-// per shard at a time.
+// per shard at a time; a refill asked for while one runs makes it run
+// again, so no use of a spare goes unreplaced.
 func (p *Provisioner) refill(sh registry.Shard, db *sql.DB) {
 	if p.opt.Spares == 0 || !sh.Accepting {
 		return // a dedicated shard (no longer accepting) gets no spares
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.refilling[db] || p.ctx.Err() != nil {
+	if p.ctx.Err() != nil {
 		return
 	}
-	p.refilling[db] = true
+	if _, running := p.refilling[db]; running {
+		p.refilling[db] = true // again
+		return
+	}
+	p.refilling[db] = false
 	p.wg.Go(func() {
-		defer func() {
+		for {
+			_, err := p.fast.Prepare(p.ctx, db, p.opt.Spares)
+			p.metrics.setSpares(sh.Name, p.fast.Spares(db))
+			if err != nil && p.ctx.Err() == nil {
+				p.metrics.refillFailed(sh.Name)
+				p.opt.Logger.Warn("provision: could not refill spare schemas", "shard", sh.Name, "err", err)
+			}
 			p.mu.Lock()
-			delete(p.refilling, db)
+			again := p.refilling[db] && err == nil && p.ctx.Err() == nil
+			if !again {
+				delete(p.refilling, db)
+				p.mu.Unlock()
+				return
+			}
+			p.refilling[db] = false
 			p.mu.Unlock()
-		}()
-		_, err := p.fast.Prepare(p.ctx, db, p.opt.Spares)
-		p.metrics.setSpares(sh.Name, p.fast.Spares(db))
-		if err != nil && p.ctx.Err() == nil {
-			p.metrics.refillFailed(sh.Name)
-			p.opt.Logger.Warn("provision: could not refill spare schemas", "shard", sh.Name, "err", err)
 		}
 	})
 }
@@ -217,8 +228,7 @@ func (p *Provisioner) Apply(ctx context.Context, sh registry.Shard, schema strin
 	res, err := p.fast.Provision(ctx, db, schema, "")
 	p.metrics.provisioned(sh.Name, pathOf(res, err, ""), time.Since(start))
 	if err == nil && (res.Spare || p.fast.Spares(db) < p.opt.Spares) {
-		p.metrics.setSpares(sh.Name, p.fast.Spares(db))
-		p.refill(sh, db)
+		p.refill(sh, db) // also updates the spares gauge
 	}
 	return err
 }
