@@ -63,7 +63,7 @@ type Provisioner struct {
 
 	mu        sync.Mutex
 	pools     map[string]*sql.DB // by shard name and DSN
-	refilling map[*sql.DB]bool // refill running; true: run it again
+	refilling map[*sql.DB]bool   // refill running; true: run it again
 }
 
 // Options tune a Provisioner. The zero value is the default.
