@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -63,6 +64,7 @@ type Provisioner struct {
 	templates map[string]*template // by server_version
 	ready     map[*sql.DB]string   // ledger ensured and version recorded, by pool → server_version
 	spares    map[*sql.DB][]string // spare schemas known to be at the version, by pool
+	taken     map[string]bool      // spares taken (claimed or found stale), kept out of Prepare's lists
 }
 
 // template is the cached plan from an empty schema.
@@ -97,7 +99,7 @@ func NewProvisioner(d *Desired, roles Roles, opts ...ProvisionOptions) (*Provisi
 	if opt.RunID == "" {
 		opt.RunID = ProvisionRunID
 	}
-	return &Provisioner{desired: d, roles: roles, opt: opt, templates: make(map[string]*template), ready: make(map[*sql.DB]string), spares: make(map[*sql.DB][]string)}, nil
+	return &Provisioner{desired: d, roles: roles, opt: opt, templates: make(map[string]*template), ready: make(map[*sql.DB]string), spares: make(map[*sql.DB][]string), taken: make(map[string]bool)}, nil
 }
 
 // Desired returns the desired state the provisioner creates.
@@ -419,7 +421,22 @@ func (p *Provisioner) Prepare(ctx context.Context, db *sql.DB, n int) (int, erro
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("migrate: spares: %w", err)
 	}
+	// A spare taken while the list was read may still be in it.
 	p.mu.Lock()
+	listed := make(map[string]bool, len(have))
+	var fresh []string
+	for _, s := range have {
+		listed[s] = true
+		if !p.taken[s] {
+			fresh = append(fresh, s)
+		}
+	}
+	for s := range p.taken {
+		if !listed[s] {
+			delete(p.taken, s) // gone from the ledger: nothing to filter any more
+		}
+	}
+	have = fresh
 	p.spares[db] = have
 	p.mu.Unlock()
 	created := 0
@@ -457,13 +474,17 @@ func (p *Provisioner) takeSpare(db *sql.DB) string {
 	}
 	s := l[len(l)-1]
 	p.spares[db] = l[:len(l)-1]
+	p.taken[s] = true
 	return s
 }
 
 func (p *Provisioner) putSpare(db *sql.DB, s string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.spares[db] = append(p.spares[db], s)
+	delete(p.taken, s)
+	if !slices.Contains(p.spares[db], s) {
+		p.spares[db] = append(p.spares[db], s)
+	}
 }
 
 // claim renames a spare to the schema in one round trip: owner role,
