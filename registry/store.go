@@ -431,6 +431,8 @@ func (s *Store) register(ctx context.Context, nt NewTenant) (Tenant, Shard, erro
 		et.Edges.Placement, ep.Edges.Shard = ep, es
 		t, sh = toTenant(et), toShard(es)
 		t.Plan = nt.Plan
+		// As read back: microseconds, no monotonic clock reading.
+		t.CreatedAt, t.UpdatedAt = t.CreatedAt.Truncate(time.Microsecond), t.UpdatedAt.Truncate(time.Microsecond)
 		return nil
 	})
 	if err != nil {
@@ -511,7 +513,7 @@ SELECT p.epoch, pg_notify($1, p.tenant_ref::text || ' ' || p.epoch::text) IS NUL
 
 // activate makes a provisioning tenant active (SetState otherwise).
 func (s *Store) activate(ctx context.Context, t Tenant) (Tenant, error) {
-	now := time.Now()
+	now := time.Now().Truncate(time.Microsecond)
 	var epoch int64
 	var ignored bool
 	err := s.db.QueryRowContext(ctx, activateSQL, Channel, t.ID, now).Scan(&epoch, &ignored)
