@@ -121,8 +121,14 @@ type Provisioned struct {
 	// Fingerprint is the catalog fingerprint (Fingerprints) the schema has
 	// afterwards, as the cached plan promised it; empty on the slow path.
 	Fingerprint string
-	// Version is the desired version recorded in the ledger.
+	// Version is the desired version recorded in the ledger; for a schema
+	// left Ahead, the version the ledger has for it ("" if none).
 	Version string
+	// Ahead lists what an existing schema has that the desired state lacks
+	// (drops that Apply refused, see DestructiveError): a fleet run
+	// migrated it to a newer version than the provisioner's, or it
+	// drifted. Provision then leaves it as it is and does not fail.
+	Ahead []string
 }
 
 // Provision creates the schema at the desired state on db (a pool of a
@@ -131,7 +137,8 @@ type Provisioned struct {
 // shard's ledger, in the same transaction, at the desired version. tenant
 // is the tenant id recorded with it ("" for a shared schema; derived from a
 // tenant_<hex> name when empty). If the schema exists already it is brought
-// up to date with Desired.Apply instead (never dropped or emptied).
+// up to date with Desired.Apply instead (never dropped or emptied); one that
+// is ahead of the desired state is left as it is (Provisioned.Ahead).
 func (p *Provisioner) Provision(ctx context.Context, db *sql.DB, schema, tenant string) (*Provisioned, error) {
 	if err := ValidateSchemaName(schema); err != nil {
 		return nil, err
@@ -340,6 +347,18 @@ func (p *Provisioner) plan(ctx context.Context, db *sql.DB) (*template, error) {
 func (p *Provisioner) provisionExisting(ctx context.Context, db *sql.DB, schema, tenant string) (*Provisioned, error) {
 	started := time.Now()
 	res, err := p.desired.Apply(ctx, db, schema, p.roles, Options{LockTimeout: p.opt.LockTimeout})
+	var de *DestructiveError
+	if errors.As(err, &de) {
+		// The schema has tables or columns this desired state lacks:
+		// typically a fleet run migrated it to a newer version than this
+		// (older) provisioner's. Provisioning never drops anything: it is
+		// left as it is, and the ledger keeps its version.
+		var have sql.NullString
+		if qerr := db.QueryRowContext(ctx, "SELECT version FROM tenantry.schema_state WHERE schema_name = $1", schema).Scan(&have); qerr != nil && !errors.Is(qerr, sql.ErrNoRows) {
+			return nil, fmt.Errorf("migrate: provision %q: ledger: %w", schema, qerr)
+		}
+		return &Provisioned{Schema: schema, Version: have.String, Ahead: de.Changes}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

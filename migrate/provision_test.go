@@ -263,3 +263,25 @@ func TestProvisionColdSmallPool(t *testing.T) {
 	}
 	require.Equal(t, []string{"6"}, e.strings(t, 0, `SELECT count(*)::text FROM tenantry.schema_state`))
 }
+
+// TestProvisionSchemaAhead: a provisioner of an older version, given a
+// schema that a fleet run already migrated further (a shared schema during
+// a rollout), leaves it as it is instead of failing or dropping anything.
+func TestProvisionSchemaAhead(t *testing.T) {
+	e := newFleetEnv(t, pgtest.Shards(t, 1))
+	ctx := t.Context()
+	v1, v2 := newDesired(t, appmigrate.Tables), newDesired(t, v2Tables())
+	p1, err := migrate.NewProvisioner(v1, e.roles)
+	require.NoError(t, err)
+	p2, err := migrate.NewProvisioner(v2, e.roles)
+	require.NoError(t, err)
+	db := e.shards[0].DB
+	_, err = p2.Ensure(ctx, db, "shared_pool")
+	require.NoError(t, err)
+	before := e.dump(t, 0, "shared_pool")
+	res, err := p1.Ensure(ctx, db, "shared_pool")
+	require.NoError(t, err)
+	require.NotEmpty(t, res.Ahead)
+	require.Equal(t, v2.Version(), res.Version)
+	require.Equal(t, before, e.dump(t, 0, "shared_pool"), "nothing dropped")
+}
