@@ -16,6 +16,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/tenantry/tenantry/ent/job"
+	"github.com/tenantry/tenantry/ent/offboarding"
 	"github.com/tenantry/tenantry/ent/placement"
 	"github.com/tenantry/tenantry/ent/plan"
 	"github.com/tenantry/tenantry/ent/shard"
@@ -31,6 +32,8 @@ type Client struct {
 	Schema *migrate.Schema
 	// Job is the client for interacting with the Job builders.
 	Job *JobClient
+	// Offboarding is the client for interacting with the Offboarding builders.
+	Offboarding *OffboardingClient
 	// Placement is the client for interacting with the Placement builders.
 	Placement *PlacementClient
 	// Plan is the client for interacting with the Plan builders.
@@ -51,6 +54,7 @@ func NewClient(opts ...Option) *Client {
 func (c *Client) init() {
 	c.Schema = migrate.NewSchema(c.driver)
 	c.Job = NewJobClient(c.config)
+	c.Offboarding = NewOffboardingClient(c.config)
 	c.Placement = NewPlacementClient(c.config)
 	c.Plan = NewPlanClient(c.config)
 	c.Shard = NewShardClient(c.config)
@@ -145,13 +149,14 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 	cfg := c.config
 	cfg.driver = tx
 	return &Tx{
-		ctx:       ctx,
-		config:    cfg,
-		Job:       NewJobClient(cfg),
-		Placement: NewPlacementClient(cfg),
-		Plan:      NewPlanClient(cfg),
-		Shard:     NewShardClient(cfg),
-		Tenant:    NewTenantClient(cfg),
+		ctx:         ctx,
+		config:      cfg,
+		Job:         NewJobClient(cfg),
+		Offboarding: NewOffboardingClient(cfg),
+		Placement:   NewPlacementClient(cfg),
+		Plan:        NewPlanClient(cfg),
+		Shard:       NewShardClient(cfg),
+		Tenant:      NewTenantClient(cfg),
 	}, nil
 }
 
@@ -169,13 +174,14 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 	cfg := c.config
 	cfg.driver = &txDriver{tx: tx, drv: c.driver}
 	return &Tx{
-		ctx:       ctx,
-		config:    cfg,
-		Job:       NewJobClient(cfg),
-		Placement: NewPlacementClient(cfg),
-		Plan:      NewPlanClient(cfg),
-		Shard:     NewShardClient(cfg),
-		Tenant:    NewTenantClient(cfg),
+		ctx:         ctx,
+		config:      cfg,
+		Job:         NewJobClient(cfg),
+		Offboarding: NewOffboardingClient(cfg),
+		Placement:   NewPlacementClient(cfg),
+		Plan:        NewPlanClient(cfg),
+		Shard:       NewShardClient(cfg),
+		Tenant:      NewTenantClient(cfg),
 	}, nil
 }
 
@@ -204,21 +210,21 @@ func (c *Client) Close() error {
 // Use adds the mutation hooks to all the entity clients.
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
-	c.Job.Use(hooks...)
-	c.Placement.Use(hooks...)
-	c.Plan.Use(hooks...)
-	c.Shard.Use(hooks...)
-	c.Tenant.Use(hooks...)
+	for _, n := range []interface{ Use(...Hook) }{
+		c.Job, c.Offboarding, c.Placement, c.Plan, c.Shard, c.Tenant,
+	} {
+		n.Use(hooks...)
+	}
 }
 
 // Intercept adds the query interceptors to all the entity clients.
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
-	c.Job.Intercept(interceptors...)
-	c.Placement.Intercept(interceptors...)
-	c.Plan.Intercept(interceptors...)
-	c.Shard.Intercept(interceptors...)
-	c.Tenant.Intercept(interceptors...)
+	for _, n := range []interface{ Intercept(...Interceptor) }{
+		c.Job, c.Offboarding, c.Placement, c.Plan, c.Shard, c.Tenant,
+	} {
+		n.Intercept(interceptors...)
+	}
 }
 
 // Mutate implements the ent.Mutator interface.
@@ -226,6 +232,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 	switch m := m.(type) {
 	case *JobMutation:
 		return c.Job.mutate(ctx, m)
+	case *OffboardingMutation:
+		return c.Offboarding.mutate(ctx, m)
 	case *PlacementMutation:
 		return c.Placement.mutate(ctx, m)
 	case *PlanMutation:
@@ -369,6 +377,155 @@ func (c *JobClient) mutate(ctx context.Context, m *JobMutation) (Value, error) {
 		return (&JobDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown Job mutation op: %q", m.Op())
+	}
+}
+
+// OffboardingClient is a client for the Offboarding schema.
+type OffboardingClient struct {
+	config
+}
+
+// NewOffboardingClient returns a client for the Offboarding from the given config.
+func NewOffboardingClient(c config) *OffboardingClient {
+	return &OffboardingClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `offboarding.Hooks(f(g(h())))`.
+func (c *OffboardingClient) Use(hooks ...Hook) {
+	c.hooks.Offboarding = append(c.hooks.Offboarding, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `offboarding.Intercept(f(g(h())))`.
+func (c *OffboardingClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Offboarding = append(c.inters.Offboarding, interceptors...)
+}
+
+// Create returns a builder for creating a Offboarding entity.
+func (c *OffboardingClient) Create() *OffboardingCreate {
+	mutation := newOffboardingMutation(c.config, OpCreate)
+	return &OffboardingCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Offboarding entities.
+func (c *OffboardingClient) CreateBulk(builders ...*OffboardingCreate) *OffboardingCreateBulk {
+	return &OffboardingCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *OffboardingClient) MapCreateBulk(slice any, setFunc func(*OffboardingCreate, int)) *OffboardingCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &OffboardingCreateBulk{err: fmt.Errorf("calling to OffboardingClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*OffboardingCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &OffboardingCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Offboarding.
+func (c *OffboardingClient) Update() *OffboardingUpdate {
+	mutation := newOffboardingMutation(c.config, OpUpdate)
+	return &OffboardingUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *OffboardingClient) UpdateOne(_m *Offboarding) *OffboardingUpdateOne {
+	mutation := newOffboardingMutation(c.config, OpUpdateOne, withOffboarding(_m))
+	return &OffboardingUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *OffboardingClient) UpdateOneID(id int) *OffboardingUpdateOne {
+	mutation := newOffboardingMutation(c.config, OpUpdateOne, withOffboardingID(id))
+	return &OffboardingUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Offboarding.
+func (c *OffboardingClient) Delete() *OffboardingDelete {
+	mutation := newOffboardingMutation(c.config, OpDelete)
+	return &OffboardingDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *OffboardingClient) DeleteOne(_m *Offboarding) *OffboardingDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *OffboardingClient) DeleteOneID(id int) *OffboardingDeleteOne {
+	builder := c.Delete().Where(offboarding.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &OffboardingDeleteOne{builder}
+}
+
+// Query returns a query builder for Offboarding.
+func (c *OffboardingClient) Query() *OffboardingQuery {
+	return &OffboardingQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeOffboarding},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Offboarding entity by its id.
+func (c *OffboardingClient) Get(ctx context.Context, id int) (*Offboarding, error) {
+	return c.Query().Where(offboarding.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *OffboardingClient) GetX(ctx context.Context, id int) *Offboarding {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryTenant queries the tenant edge of a Offboarding.
+func (c *OffboardingClient) QueryTenant(_m *Offboarding) *TenantQuery {
+	query := (&TenantClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(offboarding.Table, offboarding.FieldID, id),
+			sqlgraph.To(tenant.Table, tenant.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, offboarding.TenantTable, offboarding.TenantColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *OffboardingClient) Hooks() []Hook {
+	return c.hooks.Offboarding
+}
+
+// Interceptors returns the client interceptors.
+func (c *OffboardingClient) Interceptors() []Interceptor {
+	return c.inters.Offboarding
+}
+
+func (c *OffboardingClient) mutate(ctx context.Context, m *OffboardingMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&OffboardingCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&OffboardingUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&OffboardingUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&OffboardingDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Offboarding mutation op: %q", m.Op())
 	}
 }
 
@@ -975,6 +1132,22 @@ func (c *TenantClient) QueryPlacement(_m *Tenant) *PlacementQuery {
 	return query
 }
 
+// QueryOffboardings queries the offboardings edge of a Tenant.
+func (c *TenantClient) QueryOffboardings(_m *Tenant) *OffboardingQuery {
+	query := (&OffboardingClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(tenant.Table, tenant.FieldID, id),
+			sqlgraph.To(offboarding.Table, offboarding.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, tenant.OffboardingsTable, tenant.OffboardingsColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
 // Hooks returns the client hooks.
 func (c *TenantClient) Hooks() []Hook {
 	return c.hooks.Tenant
@@ -1003,10 +1176,10 @@ func (c *TenantClient) mutate(ctx context.Context, m *TenantMutation) (Value, er
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		Job, Placement, Plan, Shard, Tenant []ent.Hook
+		Job, Offboarding, Placement, Plan, Shard, Tenant []ent.Hook
 	}
 	inters struct {
-		Job, Placement, Plan, Shard, Tenant []ent.Interceptor
+		Job, Offboarding, Placement, Plan, Shard, Tenant []ent.Interceptor
 	}
 )
 

@@ -13,6 +13,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/tenantry/tenantry/ent/job"
+	"github.com/tenantry/tenantry/ent/offboarding"
 	"github.com/tenantry/tenantry/ent/placement"
 	"github.com/tenantry/tenantry/ent/plan"
 	"github.com/tenantry/tenantry/ent/shard"
@@ -77,11 +78,12 @@ var (
 func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
-			job.Table:       job.ValidColumn,
-			placement.Table: placement.ValidColumn,
-			plan.Table:      plan.ValidColumn,
-			shard.Table:     shard.ValidColumn,
-			tenant.Table:    tenant.ValidColumn,
+			job.Table:         job.ValidColumn,
+			offboarding.Table: offboarding.ValidColumn,
+			placement.Table:   placement.ValidColumn,
+			plan.Table:        plan.ValidColumn,
+			shard.Table:       shard.ValidColumn,
+			tenant.Table:      tenant.ValidColumn,
 		})
 	})
 	return columnCheck(t, c)

@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"github.com/tenantry/tenantry/ent/job"
+	"github.com/tenantry/tenantry/ent/offboarding"
 	"github.com/tenantry/tenantry/ent/placement"
 	"github.com/tenantry/tenantry/ent/plan"
 	"github.com/tenantry/tenantry/ent/predicate"
@@ -29,11 +30,12 @@ const (
 	OpUpdateOne = ent.OpUpdateOne
 
 	// Node types.
-	TypeJob       = "Job"
-	TypePlacement = "Placement"
-	TypePlan      = "Plan"
-	TypeShard     = "Shard"
-	TypeTenant    = "Tenant"
+	TypeJob         = "Job"
+	TypeOffboarding = "Offboarding"
+	TypePlacement   = "Placement"
+	TypePlan        = "Plan"
+	TypeShard       = "Shard"
+	TypeTenant      = "Tenant"
 )
 
 // JobMutation represents an operation that mutates the Job nodes in the graph.
@@ -1014,6 +1016,1091 @@ func (m *JobMutation) ClearEdge(name string) error {
 // It returns an error if the edge is not defined in the schema.
 func (m *JobMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown Job edge %s", name)
+}
+
+// OffboardingMutation represents an operation that mutates the Offboarding nodes in the graph.
+type OffboardingMutation struct {
+	config
+	op             Op
+	typ            string
+	id             *int
+	shard          *string
+	schema         *string
+	retired_schema *string
+	mode           *offboarding.Mode
+	reason         *string
+	offboarded_at  *time.Time
+	retain_until   *time.Time
+	retired_at     *time.Time
+	purged_at      *time.Time
+	forced         *bool
+	restored_at    *time.Time
+	clearedFields  map[string]struct{}
+	tenant         *tenancy.ID
+	clearedtenant  bool
+	done           bool
+	oldValue       func(context.Context) (*Offboarding, error)
+	predicates     []predicate.Offboarding
+}
+
+var _ ent.Mutation = (*OffboardingMutation)(nil)
+
+// offboardingOption allows management of the mutation configuration using functional options.
+type offboardingOption func(*OffboardingMutation)
+
+// newOffboardingMutation creates new mutation for the Offboarding entity.
+func newOffboardingMutation(c config, op Op, opts ...offboardingOption) *OffboardingMutation {
+	m := &OffboardingMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeOffboarding,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withOffboardingID sets the ID field of the mutation.
+func withOffboardingID(id int) offboardingOption {
+	return func(m *OffboardingMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Offboarding
+		)
+		m.oldValue = func(ctx context.Context) (*Offboarding, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Offboarding.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withOffboarding sets the old Offboarding of the mutation.
+func withOffboarding(node *Offboarding) offboardingOption {
+	return func(m *OffboardingMutation) {
+		m.oldValue = func(context.Context) (*Offboarding, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m OffboardingMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m OffboardingMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *OffboardingMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *OffboardingMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Offboarding.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetTenantRef sets the "tenant_ref" field.
+func (m *OffboardingMutation) SetTenantRef(t tenancy.ID) {
+	m.tenant = &t
+}
+
+// TenantRef returns the value of the "tenant_ref" field in the mutation.
+func (m *OffboardingMutation) TenantRef() (r tenancy.ID, exists bool) {
+	v := m.tenant
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTenantRef returns the old "tenant_ref" field's value of the Offboarding entity.
+// If the Offboarding object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OffboardingMutation) OldTenantRef(ctx context.Context) (v tenancy.ID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTenantRef is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTenantRef requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTenantRef: %w", err)
+	}
+	return oldValue.TenantRef, nil
+}
+
+// ResetTenantRef resets all changes to the "tenant_ref" field.
+func (m *OffboardingMutation) ResetTenantRef() {
+	m.tenant = nil
+}
+
+// SetShard sets the "shard" field.
+func (m *OffboardingMutation) SetShard(s string) {
+	m.shard = &s
+}
+
+// Shard returns the value of the "shard" field in the mutation.
+func (m *OffboardingMutation) Shard() (r string, exists bool) {
+	v := m.shard
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldShard returns the old "shard" field's value of the Offboarding entity.
+// If the Offboarding object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OffboardingMutation) OldShard(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldShard is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldShard requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldShard: %w", err)
+	}
+	return oldValue.Shard, nil
+}
+
+// ResetShard resets all changes to the "shard" field.
+func (m *OffboardingMutation) ResetShard() {
+	m.shard = nil
+}
+
+// SetSchema sets the "schema" field.
+func (m *OffboardingMutation) SetSchema(s string) {
+	m.schema = &s
+}
+
+// Schema returns the value of the "schema" field in the mutation.
+func (m *OffboardingMutation) Schema() (r string, exists bool) {
+	v := m.schema
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSchema returns the old "schema" field's value of the Offboarding entity.
+// If the Offboarding object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OffboardingMutation) OldSchema(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSchema is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSchema requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSchema: %w", err)
+	}
+	return oldValue.Schema, nil
+}
+
+// ResetSchema resets all changes to the "schema" field.
+func (m *OffboardingMutation) ResetSchema() {
+	m.schema = nil
+}
+
+// SetRetiredSchema sets the "retired_schema" field.
+func (m *OffboardingMutation) SetRetiredSchema(s string) {
+	m.retired_schema = &s
+}
+
+// RetiredSchema returns the value of the "retired_schema" field in the mutation.
+func (m *OffboardingMutation) RetiredSchema() (r string, exists bool) {
+	v := m.retired_schema
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRetiredSchema returns the old "retired_schema" field's value of the Offboarding entity.
+// If the Offboarding object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OffboardingMutation) OldRetiredSchema(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRetiredSchema is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRetiredSchema requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRetiredSchema: %w", err)
+	}
+	return oldValue.RetiredSchema, nil
+}
+
+// ClearRetiredSchema clears the value of the "retired_schema" field.
+func (m *OffboardingMutation) ClearRetiredSchema() {
+	m.retired_schema = nil
+	m.clearedFields[offboarding.FieldRetiredSchema] = struct{}{}
+}
+
+// RetiredSchemaCleared returns if the "retired_schema" field was cleared in this mutation.
+func (m *OffboardingMutation) RetiredSchemaCleared() bool {
+	_, ok := m.clearedFields[offboarding.FieldRetiredSchema]
+	return ok
+}
+
+// ResetRetiredSchema resets all changes to the "retired_schema" field.
+func (m *OffboardingMutation) ResetRetiredSchema() {
+	m.retired_schema = nil
+	delete(m.clearedFields, offboarding.FieldRetiredSchema)
+}
+
+// SetMode sets the "mode" field.
+func (m *OffboardingMutation) SetMode(o offboarding.Mode) {
+	m.mode = &o
+}
+
+// Mode returns the value of the "mode" field in the mutation.
+func (m *OffboardingMutation) Mode() (r offboarding.Mode, exists bool) {
+	v := m.mode
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMode returns the old "mode" field's value of the Offboarding entity.
+// If the Offboarding object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OffboardingMutation) OldMode(ctx context.Context) (v offboarding.Mode, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMode is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMode requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMode: %w", err)
+	}
+	return oldValue.Mode, nil
+}
+
+// ResetMode resets all changes to the "mode" field.
+func (m *OffboardingMutation) ResetMode() {
+	m.mode = nil
+}
+
+// SetReason sets the "reason" field.
+func (m *OffboardingMutation) SetReason(s string) {
+	m.reason = &s
+}
+
+// Reason returns the value of the "reason" field in the mutation.
+func (m *OffboardingMutation) Reason() (r string, exists bool) {
+	v := m.reason
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldReason returns the old "reason" field's value of the Offboarding entity.
+// If the Offboarding object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OffboardingMutation) OldReason(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldReason is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldReason requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldReason: %w", err)
+	}
+	return oldValue.Reason, nil
+}
+
+// ClearReason clears the value of the "reason" field.
+func (m *OffboardingMutation) ClearReason() {
+	m.reason = nil
+	m.clearedFields[offboarding.FieldReason] = struct{}{}
+}
+
+// ReasonCleared returns if the "reason" field was cleared in this mutation.
+func (m *OffboardingMutation) ReasonCleared() bool {
+	_, ok := m.clearedFields[offboarding.FieldReason]
+	return ok
+}
+
+// ResetReason resets all changes to the "reason" field.
+func (m *OffboardingMutation) ResetReason() {
+	m.reason = nil
+	delete(m.clearedFields, offboarding.FieldReason)
+}
+
+// SetOffboardedAt sets the "offboarded_at" field.
+func (m *OffboardingMutation) SetOffboardedAt(t time.Time) {
+	m.offboarded_at = &t
+}
+
+// OffboardedAt returns the value of the "offboarded_at" field in the mutation.
+func (m *OffboardingMutation) OffboardedAt() (r time.Time, exists bool) {
+	v := m.offboarded_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOffboardedAt returns the old "offboarded_at" field's value of the Offboarding entity.
+// If the Offboarding object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OffboardingMutation) OldOffboardedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOffboardedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOffboardedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOffboardedAt: %w", err)
+	}
+	return oldValue.OffboardedAt, nil
+}
+
+// ResetOffboardedAt resets all changes to the "offboarded_at" field.
+func (m *OffboardingMutation) ResetOffboardedAt() {
+	m.offboarded_at = nil
+}
+
+// SetRetainUntil sets the "retain_until" field.
+func (m *OffboardingMutation) SetRetainUntil(t time.Time) {
+	m.retain_until = &t
+}
+
+// RetainUntil returns the value of the "retain_until" field in the mutation.
+func (m *OffboardingMutation) RetainUntil() (r time.Time, exists bool) {
+	v := m.retain_until
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRetainUntil returns the old "retain_until" field's value of the Offboarding entity.
+// If the Offboarding object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OffboardingMutation) OldRetainUntil(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRetainUntil is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRetainUntil requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRetainUntil: %w", err)
+	}
+	return oldValue.RetainUntil, nil
+}
+
+// ResetRetainUntil resets all changes to the "retain_until" field.
+func (m *OffboardingMutation) ResetRetainUntil() {
+	m.retain_until = nil
+}
+
+// SetRetiredAt sets the "retired_at" field.
+func (m *OffboardingMutation) SetRetiredAt(t time.Time) {
+	m.retired_at = &t
+}
+
+// RetiredAt returns the value of the "retired_at" field in the mutation.
+func (m *OffboardingMutation) RetiredAt() (r time.Time, exists bool) {
+	v := m.retired_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRetiredAt returns the old "retired_at" field's value of the Offboarding entity.
+// If the Offboarding object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OffboardingMutation) OldRetiredAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRetiredAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRetiredAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRetiredAt: %w", err)
+	}
+	return oldValue.RetiredAt, nil
+}
+
+// ClearRetiredAt clears the value of the "retired_at" field.
+func (m *OffboardingMutation) ClearRetiredAt() {
+	m.retired_at = nil
+	m.clearedFields[offboarding.FieldRetiredAt] = struct{}{}
+}
+
+// RetiredAtCleared returns if the "retired_at" field was cleared in this mutation.
+func (m *OffboardingMutation) RetiredAtCleared() bool {
+	_, ok := m.clearedFields[offboarding.FieldRetiredAt]
+	return ok
+}
+
+// ResetRetiredAt resets all changes to the "retired_at" field.
+func (m *OffboardingMutation) ResetRetiredAt() {
+	m.retired_at = nil
+	delete(m.clearedFields, offboarding.FieldRetiredAt)
+}
+
+// SetPurgedAt sets the "purged_at" field.
+func (m *OffboardingMutation) SetPurgedAt(t time.Time) {
+	m.purged_at = &t
+}
+
+// PurgedAt returns the value of the "purged_at" field in the mutation.
+func (m *OffboardingMutation) PurgedAt() (r time.Time, exists bool) {
+	v := m.purged_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPurgedAt returns the old "purged_at" field's value of the Offboarding entity.
+// If the Offboarding object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OffboardingMutation) OldPurgedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPurgedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPurgedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPurgedAt: %w", err)
+	}
+	return oldValue.PurgedAt, nil
+}
+
+// ClearPurgedAt clears the value of the "purged_at" field.
+func (m *OffboardingMutation) ClearPurgedAt() {
+	m.purged_at = nil
+	m.clearedFields[offboarding.FieldPurgedAt] = struct{}{}
+}
+
+// PurgedAtCleared returns if the "purged_at" field was cleared in this mutation.
+func (m *OffboardingMutation) PurgedAtCleared() bool {
+	_, ok := m.clearedFields[offboarding.FieldPurgedAt]
+	return ok
+}
+
+// ResetPurgedAt resets all changes to the "purged_at" field.
+func (m *OffboardingMutation) ResetPurgedAt() {
+	m.purged_at = nil
+	delete(m.clearedFields, offboarding.FieldPurgedAt)
+}
+
+// SetForced sets the "forced" field.
+func (m *OffboardingMutation) SetForced(b bool) {
+	m.forced = &b
+}
+
+// Forced returns the value of the "forced" field in the mutation.
+func (m *OffboardingMutation) Forced() (r bool, exists bool) {
+	v := m.forced
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldForced returns the old "forced" field's value of the Offboarding entity.
+// If the Offboarding object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OffboardingMutation) OldForced(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldForced is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldForced requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldForced: %w", err)
+	}
+	return oldValue.Forced, nil
+}
+
+// ResetForced resets all changes to the "forced" field.
+func (m *OffboardingMutation) ResetForced() {
+	m.forced = nil
+}
+
+// SetRestoredAt sets the "restored_at" field.
+func (m *OffboardingMutation) SetRestoredAt(t time.Time) {
+	m.restored_at = &t
+}
+
+// RestoredAt returns the value of the "restored_at" field in the mutation.
+func (m *OffboardingMutation) RestoredAt() (r time.Time, exists bool) {
+	v := m.restored_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRestoredAt returns the old "restored_at" field's value of the Offboarding entity.
+// If the Offboarding object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OffboardingMutation) OldRestoredAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRestoredAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRestoredAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRestoredAt: %w", err)
+	}
+	return oldValue.RestoredAt, nil
+}
+
+// ClearRestoredAt clears the value of the "restored_at" field.
+func (m *OffboardingMutation) ClearRestoredAt() {
+	m.restored_at = nil
+	m.clearedFields[offboarding.FieldRestoredAt] = struct{}{}
+}
+
+// RestoredAtCleared returns if the "restored_at" field was cleared in this mutation.
+func (m *OffboardingMutation) RestoredAtCleared() bool {
+	_, ok := m.clearedFields[offboarding.FieldRestoredAt]
+	return ok
+}
+
+// ResetRestoredAt resets all changes to the "restored_at" field.
+func (m *OffboardingMutation) ResetRestoredAt() {
+	m.restored_at = nil
+	delete(m.clearedFields, offboarding.FieldRestoredAt)
+}
+
+// SetTenantID sets the "tenant" edge to the Tenant entity by id.
+func (m *OffboardingMutation) SetTenantID(id tenancy.ID) {
+	m.tenant = &id
+}
+
+// ClearTenant clears the "tenant" edge to the Tenant entity.
+func (m *OffboardingMutation) ClearTenant() {
+	m.clearedtenant = true
+	m.clearedFields[offboarding.FieldTenantRef] = struct{}{}
+}
+
+// TenantCleared reports if the "tenant" edge to the Tenant entity was cleared.
+func (m *OffboardingMutation) TenantCleared() bool {
+	return m.clearedtenant
+}
+
+// TenantID returns the "tenant" edge ID in the mutation.
+func (m *OffboardingMutation) TenantID() (id tenancy.ID, exists bool) {
+	if m.tenant != nil {
+		return *m.tenant, true
+	}
+	return
+}
+
+// TenantIDs returns the "tenant" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// TenantID instead. It exists only for internal usage by the builders.
+func (m *OffboardingMutation) TenantIDs() (ids []tenancy.ID) {
+	if id := m.tenant; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetTenant resets all changes to the "tenant" edge.
+func (m *OffboardingMutation) ResetTenant() {
+	m.tenant = nil
+	m.clearedtenant = false
+}
+
+// Where appends a list predicates to the OffboardingMutation builder.
+func (m *OffboardingMutation) Where(ps ...predicate.Offboarding) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the OffboardingMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *OffboardingMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Offboarding, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *OffboardingMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *OffboardingMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Offboarding).
+func (m *OffboardingMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *OffboardingMutation) Fields() []string {
+	fields := make([]string, 0, 12)
+	if m.tenant != nil {
+		fields = append(fields, offboarding.FieldTenantRef)
+	}
+	if m.shard != nil {
+		fields = append(fields, offboarding.FieldShard)
+	}
+	if m.schema != nil {
+		fields = append(fields, offboarding.FieldSchema)
+	}
+	if m.retired_schema != nil {
+		fields = append(fields, offboarding.FieldRetiredSchema)
+	}
+	if m.mode != nil {
+		fields = append(fields, offboarding.FieldMode)
+	}
+	if m.reason != nil {
+		fields = append(fields, offboarding.FieldReason)
+	}
+	if m.offboarded_at != nil {
+		fields = append(fields, offboarding.FieldOffboardedAt)
+	}
+	if m.retain_until != nil {
+		fields = append(fields, offboarding.FieldRetainUntil)
+	}
+	if m.retired_at != nil {
+		fields = append(fields, offboarding.FieldRetiredAt)
+	}
+	if m.purged_at != nil {
+		fields = append(fields, offboarding.FieldPurgedAt)
+	}
+	if m.forced != nil {
+		fields = append(fields, offboarding.FieldForced)
+	}
+	if m.restored_at != nil {
+		fields = append(fields, offboarding.FieldRestoredAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *OffboardingMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case offboarding.FieldTenantRef:
+		return m.TenantRef()
+	case offboarding.FieldShard:
+		return m.Shard()
+	case offboarding.FieldSchema:
+		return m.Schema()
+	case offboarding.FieldRetiredSchema:
+		return m.RetiredSchema()
+	case offboarding.FieldMode:
+		return m.Mode()
+	case offboarding.FieldReason:
+		return m.Reason()
+	case offboarding.FieldOffboardedAt:
+		return m.OffboardedAt()
+	case offboarding.FieldRetainUntil:
+		return m.RetainUntil()
+	case offboarding.FieldRetiredAt:
+		return m.RetiredAt()
+	case offboarding.FieldPurgedAt:
+		return m.PurgedAt()
+	case offboarding.FieldForced:
+		return m.Forced()
+	case offboarding.FieldRestoredAt:
+		return m.RestoredAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *OffboardingMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case offboarding.FieldTenantRef:
+		return m.OldTenantRef(ctx)
+	case offboarding.FieldShard:
+		return m.OldShard(ctx)
+	case offboarding.FieldSchema:
+		return m.OldSchema(ctx)
+	case offboarding.FieldRetiredSchema:
+		return m.OldRetiredSchema(ctx)
+	case offboarding.FieldMode:
+		return m.OldMode(ctx)
+	case offboarding.FieldReason:
+		return m.OldReason(ctx)
+	case offboarding.FieldOffboardedAt:
+		return m.OldOffboardedAt(ctx)
+	case offboarding.FieldRetainUntil:
+		return m.OldRetainUntil(ctx)
+	case offboarding.FieldRetiredAt:
+		return m.OldRetiredAt(ctx)
+	case offboarding.FieldPurgedAt:
+		return m.OldPurgedAt(ctx)
+	case offboarding.FieldForced:
+		return m.OldForced(ctx)
+	case offboarding.FieldRestoredAt:
+		return m.OldRestoredAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown Offboarding field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *OffboardingMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case offboarding.FieldTenantRef:
+		v, ok := value.(tenancy.ID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTenantRef(v)
+		return nil
+	case offboarding.FieldShard:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetShard(v)
+		return nil
+	case offboarding.FieldSchema:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSchema(v)
+		return nil
+	case offboarding.FieldRetiredSchema:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRetiredSchema(v)
+		return nil
+	case offboarding.FieldMode:
+		v, ok := value.(offboarding.Mode)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMode(v)
+		return nil
+	case offboarding.FieldReason:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetReason(v)
+		return nil
+	case offboarding.FieldOffboardedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOffboardedAt(v)
+		return nil
+	case offboarding.FieldRetainUntil:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRetainUntil(v)
+		return nil
+	case offboarding.FieldRetiredAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRetiredAt(v)
+		return nil
+	case offboarding.FieldPurgedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPurgedAt(v)
+		return nil
+	case offboarding.FieldForced:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetForced(v)
+		return nil
+	case offboarding.FieldRestoredAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRestoredAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Offboarding field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *OffboardingMutation) AddedFields() []string {
+	return nil
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *OffboardingMutation) AddedField(name string) (ent.Value, bool) {
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *OffboardingMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	}
+	return fmt.Errorf("unknown Offboarding numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *OffboardingMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(offboarding.FieldRetiredSchema) {
+		fields = append(fields, offboarding.FieldRetiredSchema)
+	}
+	if m.FieldCleared(offboarding.FieldReason) {
+		fields = append(fields, offboarding.FieldReason)
+	}
+	if m.FieldCleared(offboarding.FieldRetiredAt) {
+		fields = append(fields, offboarding.FieldRetiredAt)
+	}
+	if m.FieldCleared(offboarding.FieldPurgedAt) {
+		fields = append(fields, offboarding.FieldPurgedAt)
+	}
+	if m.FieldCleared(offboarding.FieldRestoredAt) {
+		fields = append(fields, offboarding.FieldRestoredAt)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *OffboardingMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *OffboardingMutation) ClearField(name string) error {
+	switch name {
+	case offboarding.FieldRetiredSchema:
+		m.ClearRetiredSchema()
+		return nil
+	case offboarding.FieldReason:
+		m.ClearReason()
+		return nil
+	case offboarding.FieldRetiredAt:
+		m.ClearRetiredAt()
+		return nil
+	case offboarding.FieldPurgedAt:
+		m.ClearPurgedAt()
+		return nil
+	case offboarding.FieldRestoredAt:
+		m.ClearRestoredAt()
+		return nil
+	}
+	return fmt.Errorf("unknown Offboarding nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *OffboardingMutation) ResetField(name string) error {
+	switch name {
+	case offboarding.FieldTenantRef:
+		m.ResetTenantRef()
+		return nil
+	case offboarding.FieldShard:
+		m.ResetShard()
+		return nil
+	case offboarding.FieldSchema:
+		m.ResetSchema()
+		return nil
+	case offboarding.FieldRetiredSchema:
+		m.ResetRetiredSchema()
+		return nil
+	case offboarding.FieldMode:
+		m.ResetMode()
+		return nil
+	case offboarding.FieldReason:
+		m.ResetReason()
+		return nil
+	case offboarding.FieldOffboardedAt:
+		m.ResetOffboardedAt()
+		return nil
+	case offboarding.FieldRetainUntil:
+		m.ResetRetainUntil()
+		return nil
+	case offboarding.FieldRetiredAt:
+		m.ResetRetiredAt()
+		return nil
+	case offboarding.FieldPurgedAt:
+		m.ResetPurgedAt()
+		return nil
+	case offboarding.FieldForced:
+		m.ResetForced()
+		return nil
+	case offboarding.FieldRestoredAt:
+		m.ResetRestoredAt()
+		return nil
+	}
+	return fmt.Errorf("unknown Offboarding field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *OffboardingMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.tenant != nil {
+		edges = append(edges, offboarding.EdgeTenant)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *OffboardingMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case offboarding.EdgeTenant:
+		if id := m.tenant; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *OffboardingMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *OffboardingMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *OffboardingMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedtenant {
+		edges = append(edges, offboarding.EdgeTenant)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *OffboardingMutation) EdgeCleared(name string) bool {
+	switch name {
+	case offboarding.EdgeTenant:
+		return m.clearedtenant
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *OffboardingMutation) ClearEdge(name string) error {
+	switch name {
+	case offboarding.EdgeTenant:
+		m.ClearTenant()
+		return nil
+	}
+	return fmt.Errorf("unknown Offboarding unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *OffboardingMutation) ResetEdge(name string) error {
+	switch name {
+	case offboarding.EdgeTenant:
+		m.ResetTenant()
+		return nil
+	}
+	return fmt.Errorf("unknown Offboarding edge %s", name)
 }
 
 // PlacementMutation represents an operation that mutates the Placement nodes in the graph.
@@ -3812,21 +4899,24 @@ func (m *ShardMutation) ResetEdge(name string) error {
 // TenantMutation represents an operation that mutates the Tenant nodes in the graph.
 type TenantMutation struct {
 	config
-	op               Op
-	typ              string
-	id               *tenancy.ID
-	slug             *string
-	state            *tenant.State
-	created_at       *time.Time
-	updated_at       *time.Time
-	clearedFields    map[string]struct{}
-	plan             *int
-	clearedplan      bool
-	placement        *int
-	clearedplacement bool
-	done             bool
-	oldValue         func(context.Context) (*Tenant, error)
-	predicates       []predicate.Tenant
+	op                  Op
+	typ                 string
+	id                  *tenancy.ID
+	slug                *string
+	state               *tenant.State
+	created_at          *time.Time
+	updated_at          *time.Time
+	clearedFields       map[string]struct{}
+	plan                *int
+	clearedplan         bool
+	placement           *int
+	clearedplacement    bool
+	offboardings        map[int]struct{}
+	removedoffboardings map[int]struct{}
+	clearedoffboardings bool
+	done                bool
+	oldValue            func(context.Context) (*Tenant, error)
+	predicates          []predicate.Tenant
 }
 
 var _ ent.Mutation = (*TenantMutation)(nil)
@@ -4179,6 +5269,60 @@ func (m *TenantMutation) ResetPlacement() {
 	m.clearedplacement = false
 }
 
+// AddOffboardingIDs adds the "offboardings" edge to the Offboarding entity by ids.
+func (m *TenantMutation) AddOffboardingIDs(ids ...int) {
+	if m.offboardings == nil {
+		m.offboardings = make(map[int]struct{})
+	}
+	for i := range ids {
+		m.offboardings[ids[i]] = struct{}{}
+	}
+}
+
+// ClearOffboardings clears the "offboardings" edge to the Offboarding entity.
+func (m *TenantMutation) ClearOffboardings() {
+	m.clearedoffboardings = true
+}
+
+// OffboardingsCleared reports if the "offboardings" edge to the Offboarding entity was cleared.
+func (m *TenantMutation) OffboardingsCleared() bool {
+	return m.clearedoffboardings
+}
+
+// RemoveOffboardingIDs removes the "offboardings" edge to the Offboarding entity by IDs.
+func (m *TenantMutation) RemoveOffboardingIDs(ids ...int) {
+	if m.removedoffboardings == nil {
+		m.removedoffboardings = make(map[int]struct{})
+	}
+	for i := range ids {
+		delete(m.offboardings, ids[i])
+		m.removedoffboardings[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedOffboardings returns the removed IDs of the "offboardings" edge to the Offboarding entity.
+func (m *TenantMutation) RemovedOffboardingsIDs() (ids []int) {
+	for id := range m.removedoffboardings {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// OffboardingsIDs returns the "offboardings" edge IDs in the mutation.
+func (m *TenantMutation) OffboardingsIDs() (ids []int) {
+	for id := range m.offboardings {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetOffboardings resets all changes to the "offboardings" edge.
+func (m *TenantMutation) ResetOffboardings() {
+	m.offboardings = nil
+	m.clearedoffboardings = false
+	m.removedoffboardings = nil
+}
+
 // Where appends a list predicates to the TenantMutation builder.
 func (m *TenantMutation) Where(ps ...predicate.Tenant) {
 	m.predicates = append(m.predicates, ps...)
@@ -4383,12 +5527,15 @@ func (m *TenantMutation) ResetField(name string) error {
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *TenantMutation) AddedEdges() []string {
-	edges := make([]string, 0, 2)
+	edges := make([]string, 0, 3)
 	if m.plan != nil {
 		edges = append(edges, tenant.EdgePlan)
 	}
 	if m.placement != nil {
 		edges = append(edges, tenant.EdgePlacement)
+	}
+	if m.offboardings != nil {
+		edges = append(edges, tenant.EdgeOffboardings)
 	}
 	return edges
 }
@@ -4405,30 +5552,50 @@ func (m *TenantMutation) AddedIDs(name string) []ent.Value {
 		if id := m.placement; id != nil {
 			return []ent.Value{*id}
 		}
+	case tenant.EdgeOffboardings:
+		ids := make([]ent.Value, 0, len(m.offboardings))
+		for id := range m.offboardings {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *TenantMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 2)
+	edges := make([]string, 0, 3)
+	if m.removedoffboardings != nil {
+		edges = append(edges, tenant.EdgeOffboardings)
+	}
 	return edges
 }
 
 // RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
 // the given name in this mutation.
 func (m *TenantMutation) RemovedIDs(name string) []ent.Value {
+	switch name {
+	case tenant.EdgeOffboardings:
+		ids := make([]ent.Value, 0, len(m.removedoffboardings))
+		for id := range m.removedoffboardings {
+			ids = append(ids, id)
+		}
+		return ids
+	}
 	return nil
 }
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *TenantMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 2)
+	edges := make([]string, 0, 3)
 	if m.clearedplan {
 		edges = append(edges, tenant.EdgePlan)
 	}
 	if m.clearedplacement {
 		edges = append(edges, tenant.EdgePlacement)
+	}
+	if m.clearedoffboardings {
+		edges = append(edges, tenant.EdgeOffboardings)
 	}
 	return edges
 }
@@ -4441,6 +5608,8 @@ func (m *TenantMutation) EdgeCleared(name string) bool {
 		return m.clearedplan
 	case tenant.EdgePlacement:
 		return m.clearedplacement
+	case tenant.EdgeOffboardings:
+		return m.clearedoffboardings
 	}
 	return false
 }
@@ -4468,6 +5637,9 @@ func (m *TenantMutation) ResetEdge(name string) error {
 		return nil
 	case tenant.EdgePlacement:
 		m.ResetPlacement()
+		return nil
+	case tenant.EdgeOffboardings:
+		m.ResetOffboardings()
 		return nil
 	}
 	return fmt.Errorf("unknown Tenant edge %s", name)

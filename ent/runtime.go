@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tenantry/tenantry/ent/job"
+	"github.com/tenantry/tenantry/ent/offboarding"
 	"github.com/tenantry/tenantry/ent/placement"
 	"github.com/tenantry/tenantry/ent/plan"
 	"github.com/tenantry/tenantry/ent/schema"
@@ -69,6 +70,61 @@ func init() {
 	job.DefaultUpdatedAt = jobDescUpdatedAt.Default.(func() time.Time)
 	// job.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
 	job.UpdateDefaultUpdatedAt = jobDescUpdatedAt.UpdateDefault.(func() time.Time)
+	offboardingFields := schema.Offboarding{}.Fields()
+	_ = offboardingFields
+	// offboardingDescShard is the schema descriptor for shard field.
+	offboardingDescShard := offboardingFields[1].Descriptor()
+	// offboarding.ShardValidator is a validator for the "shard" field. It is called by the builders before save.
+	offboarding.ShardValidator = func() func(string) error {
+		validators := offboardingDescShard.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(shard string) error {
+			for _, fn := range fns {
+				if err := fn(shard); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// offboardingDescSchema is the schema descriptor for schema field.
+	offboardingDescSchema := offboardingFields[2].Descriptor()
+	// offboarding.SchemaValidator is a validator for the "schema" field. It is called by the builders before save.
+	offboarding.SchemaValidator = func() func(string) error {
+		validators := offboardingDescSchema.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+			validators[2].(func(string) error),
+		}
+		return func(schema string) error {
+			for _, fn := range fns {
+				if err := fn(schema); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// offboardingDescRetiredSchema is the schema descriptor for retired_schema field.
+	offboardingDescRetiredSchema := offboardingFields[3].Descriptor()
+	// offboarding.RetiredSchemaValidator is a validator for the "retired_schema" field. It is called by the builders before save.
+	offboarding.RetiredSchemaValidator = offboardingDescRetiredSchema.Validators[0].(func(string) error)
+	// offboardingDescReason is the schema descriptor for reason field.
+	offboardingDescReason := offboardingFields[5].Descriptor()
+	// offboarding.ReasonValidator is a validator for the "reason" field. It is called by the builders before save.
+	offboarding.ReasonValidator = offboardingDescReason.Validators[0].(func(string) error)
+	// offboardingDescOffboardedAt is the schema descriptor for offboarded_at field.
+	offboardingDescOffboardedAt := offboardingFields[6].Descriptor()
+	// offboarding.DefaultOffboardedAt holds the default value on creation for the offboarded_at field.
+	offboarding.DefaultOffboardedAt = offboardingDescOffboardedAt.Default.(func() time.Time)
+	// offboardingDescForced is the schema descriptor for forced field.
+	offboardingDescForced := offboardingFields[10].Descriptor()
+	// offboarding.DefaultForced holds the default value on creation for the forced field.
+	offboarding.DefaultForced = offboardingDescForced.Default.(bool)
 	placementFields := schema.Placement{}.Fields()
 	_ = placementFields
 	// placementDescSchema is the schema descriptor for schema field.

@@ -42,9 +42,11 @@ type TenantEdges struct {
 	Plan *Plan `json:"plan,omitempty"`
 	// Placement holds the value of the placement edge.
 	Placement *Placement `json:"placement,omitempty"`
+	// Offboardings holds the value of the offboardings edge.
+	Offboardings []*Offboarding `json:"offboardings,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [2]bool
+	loadedTypes [3]bool
 }
 
 // PlanOrErr returns the Plan value or an error if the edge
@@ -67,6 +69,15 @@ func (e TenantEdges) PlacementOrErr() (*Placement, error) {
 		return nil, &NotFoundError{label: placement.Label}
 	}
 	return nil, &NotLoadedError{edge: "placement"}
+}
+
+// OffboardingsOrErr returns the Offboardings value or an error if the edge
+// was not loaded in eager-loading.
+func (e TenantEdges) OffboardingsOrErr() ([]*Offboarding, error) {
+	if e.loadedTypes[2] {
+		return e.Offboardings, nil
+	}
+	return nil, &NotLoadedError{edge: "offboardings"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -154,6 +165,11 @@ func (_m *Tenant) QueryPlan() *PlanQuery {
 // QueryPlacement queries the "placement" edge of the Tenant entity.
 func (_m *Tenant) QueryPlacement() *PlacementQuery {
 	return NewTenantClient(_m.config).QueryPlacement(_m)
+}
+
+// QueryOffboardings queries the "offboardings" edge of the Tenant entity.
+func (_m *Tenant) QueryOffboardings() *OffboardingQuery {
+	return NewTenantClient(_m.config).QueryOffboardings(_m)
 }
 
 // Update returns a builder for updating this Tenant.

@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	"github.com/tenantry/tenantry/ent/offboarding"
 	"github.com/tenantry/tenantry/ent/placement"
 	"github.com/tenantry/tenantry/ent/plan"
 	"github.com/tenantry/tenantry/ent/tenant"
@@ -116,6 +117,21 @@ func (_c *TenantCreate) SetNillablePlacementID(id *int) *TenantCreate {
 // SetPlacement sets the "placement" edge to the Placement entity.
 func (_c *TenantCreate) SetPlacement(v *Placement) *TenantCreate {
 	return _c.SetPlacementID(v.ID)
+}
+
+// AddOffboardingIDs adds the "offboardings" edge to the Offboarding entity by IDs.
+func (_c *TenantCreate) AddOffboardingIDs(ids ...int) *TenantCreate {
+	_c.mutation.AddOffboardingIDs(ids...)
+	return _c
+}
+
+// AddOffboardings adds the "offboardings" edges to the Offboarding entity.
+func (_c *TenantCreate) AddOffboardings(v ...*Offboarding) *TenantCreate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddOffboardingIDs(ids...)
 }
 
 // Mutation returns the TenantMutation object of the builder.
@@ -279,6 +295,22 @@ func (_c *TenantCreate) createSpec() (*Tenant, *sqlgraph.CreateSpec) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(placement.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.OffboardingsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tenant.OffboardingsTable,
+			Columns: []string{tenant.OffboardingsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(offboarding.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

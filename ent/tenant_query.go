@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	"github.com/tenantry/tenantry/ent/offboarding"
 	"github.com/tenantry/tenantry/ent/placement"
 	"github.com/tenantry/tenantry/ent/plan"
 	"github.com/tenantry/tenantry/ent/predicate"
@@ -22,12 +23,13 @@ import (
 // TenantQuery is the builder for querying Tenant entities.
 type TenantQuery struct {
 	config
-	ctx           *QueryContext
-	order         []tenant.OrderOption
-	inters        []Interceptor
-	predicates    []predicate.Tenant
-	withPlan      *PlanQuery
-	withPlacement *PlacementQuery
+	ctx              *QueryContext
+	order            []tenant.OrderOption
+	inters           []Interceptor
+	predicates       []predicate.Tenant
+	withPlan         *PlanQuery
+	withPlacement    *PlacementQuery
+	withOffboardings *OffboardingQuery
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -101,6 +103,28 @@ func (_q *TenantQuery) QueryPlacement() *PlacementQuery {
 			sqlgraph.From(tenant.Table, tenant.FieldID, selector),
 			sqlgraph.To(placement.Table, placement.FieldID),
 			sqlgraph.Edge(sqlgraph.O2O, false, tenant.PlacementTable, tenant.PlacementColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryOffboardings chains the current query on the "offboardings" edge.
+func (_q *TenantQuery) QueryOffboardings() *OffboardingQuery {
+	query := (&OffboardingClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(tenant.Table, tenant.FieldID, selector),
+			sqlgraph.To(offboarding.Table, offboarding.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, tenant.OffboardingsTable, tenant.OffboardingsColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -295,13 +319,14 @@ func (_q *TenantQuery) Clone() *TenantQuery {
 		return nil
 	}
 	return &TenantQuery{
-		config:        _q.config,
-		ctx:           _q.ctx.Clone(),
-		order:         append([]tenant.OrderOption{}, _q.order...),
-		inters:        append([]Interceptor{}, _q.inters...),
-		predicates:    append([]predicate.Tenant{}, _q.predicates...),
-		withPlan:      _q.withPlan.Clone(),
-		withPlacement: _q.withPlacement.Clone(),
+		config:           _q.config,
+		ctx:              _q.ctx.Clone(),
+		order:            append([]tenant.OrderOption{}, _q.order...),
+		inters:           append([]Interceptor{}, _q.inters...),
+		predicates:       append([]predicate.Tenant{}, _q.predicates...),
+		withPlan:         _q.withPlan.Clone(),
+		withPlacement:    _q.withPlacement.Clone(),
+		withOffboardings: _q.withOffboardings.Clone(),
 		// clone intermediate query.
 		sql:  _q.sql.Clone(),
 		path: _q.path,
@@ -327,6 +352,17 @@ func (_q *TenantQuery) WithPlacement(opts ...func(*PlacementQuery)) *TenantQuery
 		opt(query)
 	}
 	_q.withPlacement = query
+	return _q
+}
+
+// WithOffboardings tells the query-builder to eager-load the nodes that are connected to
+// the "offboardings" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *TenantQuery) WithOffboardings(opts ...func(*OffboardingQuery)) *TenantQuery {
+	query := (&OffboardingClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withOffboardings = query
 	return _q
 }
 
@@ -408,9 +444,10 @@ func (_q *TenantQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Tenan
 	var (
 		nodes       = []*Tenant{}
 		_spec       = _q.querySpec()
-		loadedTypes = [2]bool{
+		loadedTypes = [3]bool{
 			_q.withPlan != nil,
 			_q.withPlacement != nil,
+			_q.withOffboardings != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -440,6 +477,13 @@ func (_q *TenantQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Tenan
 	if query := _q.withPlacement; query != nil {
 		if err := _q.loadPlacement(ctx, query, nodes, nil,
 			func(n *Tenant, e *Placement) { n.Edges.Placement = e }); err != nil {
+			return nil, err
+		}
+	}
+	if query := _q.withOffboardings; query != nil {
+		if err := _q.loadOffboardings(ctx, query, nodes,
+			func(n *Tenant) { n.Edges.Offboardings = []*Offboarding{} },
+			func(n *Tenant, e *Offboarding) { n.Edges.Offboardings = append(n.Edges.Offboardings, e) }); err != nil {
 			return nil, err
 		}
 	}
@@ -487,6 +531,36 @@ func (_q *TenantQuery) loadPlacement(ctx context.Context, query *PlacementQuery,
 	}
 	query.Where(predicate.Placement(func(s *sql.Selector) {
 		s.Where(sql.InValues(s.C(tenant.PlacementColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.TenantRef
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "tenant_ref" returned %v for node %v`, fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
+func (_q *TenantQuery) loadOffboardings(ctx context.Context, query *OffboardingQuery, nodes []*Tenant, init func(*Tenant), assign func(*Tenant, *Offboarding)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[tenancy.ID]*Tenant)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(offboarding.FieldTenantRef)
+	}
+	query.Where(predicate.Offboarding(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(tenant.OffboardingsColumn), fks...))
 	}))
 	neighbors, err := query.All(ctx)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	"github.com/tenantry/tenantry/ent/offboarding"
 	"github.com/tenantry/tenantry/ent/placement"
 	"github.com/tenantry/tenantry/ent/plan"
 	"github.com/tenantry/tenantry/ent/predicate"
@@ -102,6 +103,21 @@ func (_u *TenantUpdate) SetPlacement(v *Placement) *TenantUpdate {
 	return _u.SetPlacementID(v.ID)
 }
 
+// AddOffboardingIDs adds the "offboardings" edge to the Offboarding entity by IDs.
+func (_u *TenantUpdate) AddOffboardingIDs(ids ...int) *TenantUpdate {
+	_u.mutation.AddOffboardingIDs(ids...)
+	return _u
+}
+
+// AddOffboardings adds the "offboardings" edges to the Offboarding entity.
+func (_u *TenantUpdate) AddOffboardings(v ...*Offboarding) *TenantUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddOffboardingIDs(ids...)
+}
+
 // Mutation returns the TenantMutation object of the builder.
 func (_u *TenantUpdate) Mutation() *TenantMutation {
 	return _u.mutation
@@ -117,6 +133,27 @@ func (_u *TenantUpdate) ClearPlan() *TenantUpdate {
 func (_u *TenantUpdate) ClearPlacement() *TenantUpdate {
 	_u.mutation.ClearPlacement()
 	return _u
+}
+
+// ClearOffboardings clears all "offboardings" edges to the Offboarding entity.
+func (_u *TenantUpdate) ClearOffboardings() *TenantUpdate {
+	_u.mutation.ClearOffboardings()
+	return _u
+}
+
+// RemoveOffboardingIDs removes the "offboardings" edge to Offboarding entities by IDs.
+func (_u *TenantUpdate) RemoveOffboardingIDs(ids ...int) *TenantUpdate {
+	_u.mutation.RemoveOffboardingIDs(ids...)
+	return _u
+}
+
+// RemoveOffboardings removes "offboardings" edges to Offboarding entities.
+func (_u *TenantUpdate) RemoveOffboardings(v ...*Offboarding) *TenantUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveOffboardingIDs(ids...)
 }
 
 // Save executes the query and returns the number of nodes affected by the update operation.
@@ -252,6 +289,51 @@ func (_u *TenantUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 		}
 		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
+	if _u.mutation.OffboardingsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tenant.OffboardingsTable,
+			Columns: []string{tenant.OffboardingsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(offboarding.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedOffboardingsIDs(); len(nodes) > 0 && !_u.mutation.OffboardingsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tenant.OffboardingsTable,
+			Columns: []string{tenant.OffboardingsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(offboarding.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.OffboardingsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tenant.OffboardingsTable,
+			Columns: []string{tenant.OffboardingsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(offboarding.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{tenant.Label}
@@ -344,6 +426,21 @@ func (_u *TenantUpdateOne) SetPlacement(v *Placement) *TenantUpdateOne {
 	return _u.SetPlacementID(v.ID)
 }
 
+// AddOffboardingIDs adds the "offboardings" edge to the Offboarding entity by IDs.
+func (_u *TenantUpdateOne) AddOffboardingIDs(ids ...int) *TenantUpdateOne {
+	_u.mutation.AddOffboardingIDs(ids...)
+	return _u
+}
+
+// AddOffboardings adds the "offboardings" edges to the Offboarding entity.
+func (_u *TenantUpdateOne) AddOffboardings(v ...*Offboarding) *TenantUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddOffboardingIDs(ids...)
+}
+
 // Mutation returns the TenantMutation object of the builder.
 func (_u *TenantUpdateOne) Mutation() *TenantMutation {
 	return _u.mutation
@@ -359,6 +456,27 @@ func (_u *TenantUpdateOne) ClearPlan() *TenantUpdateOne {
 func (_u *TenantUpdateOne) ClearPlacement() *TenantUpdateOne {
 	_u.mutation.ClearPlacement()
 	return _u
+}
+
+// ClearOffboardings clears all "offboardings" edges to the Offboarding entity.
+func (_u *TenantUpdateOne) ClearOffboardings() *TenantUpdateOne {
+	_u.mutation.ClearOffboardings()
+	return _u
+}
+
+// RemoveOffboardingIDs removes the "offboardings" edge to Offboarding entities by IDs.
+func (_u *TenantUpdateOne) RemoveOffboardingIDs(ids ...int) *TenantUpdateOne {
+	_u.mutation.RemoveOffboardingIDs(ids...)
+	return _u
+}
+
+// RemoveOffboardings removes "offboardings" edges to Offboarding entities.
+func (_u *TenantUpdateOne) RemoveOffboardings(v ...*Offboarding) *TenantUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveOffboardingIDs(ids...)
 }
 
 // Where appends a list predicates to the TenantUpdate builder.
@@ -517,6 +635,51 @@ func (_u *TenantUpdateOne) sqlSave(ctx context.Context) (_node *Tenant, err erro
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(placement.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.OffboardingsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tenant.OffboardingsTable,
+			Columns: []string{tenant.OffboardingsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(offboarding.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedOffboardingsIDs(); len(nodes) > 0 && !_u.mutation.OffboardingsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tenant.OffboardingsTable,
+			Columns: []string{tenant.OffboardingsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(offboarding.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.OffboardingsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tenant.OffboardingsTable,
+			Columns: []string{tenant.OffboardingsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(offboarding.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

@@ -14,6 +14,8 @@ type Tx struct {
 	config
 	// Job is the client for interacting with the Job builders.
 	Job *JobClient
+	// Offboarding is the client for interacting with the Offboarding builders.
+	Offboarding *OffboardingClient
 	// Placement is the client for interacting with the Placement builders.
 	Placement *PlacementClient
 	// Plan is the client for interacting with the Plan builders.
@@ -154,6 +156,7 @@ func (tx *Tx) Client() *Client {
 
 func (tx *Tx) init() {
 	tx.Job = NewJobClient(tx.config)
+	tx.Offboarding = NewOffboardingClient(tx.config)
 	tx.Placement = NewPlacementClient(tx.config)
 	tx.Plan = NewPlanClient(tx.config)
 	tx.Shard = NewShardClient(tx.config)

@@ -26,6 +26,11 @@
 // unless [Options].AllowDestructive is set (Atlas's sqlcheck/destructive
 // analyzer decides what is destructive).
 //
+// [Provisioner] creates new schemas in one round trip each: the plan from an
+// empty schema is computed once per version and cached, and each new schema
+// runs it in one transaction with its ledger row at the desired version (or
+// renames a spare schema made ahead of time, [Provisioner.Prepare]).
+//
 // # Fleets
 //
 // A [Fleet] migrates every target schema ([Targets]: [Discover] by catalog

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	atlasmigrate "ariga.io/atlas/sql/migrate"
+
+	"github.com/tenantry/tenantry/tenancy"
 )
 
 // Shard is one shard database of the fleet.
@@ -61,8 +63,9 @@ type Targets interface {
 }
 
 // DefaultPatterns are the LIKE patterns Discover uses by default: tenants'
-// own schemas and shared (pooled) schemas.
-var DefaultPatterns = []string{`tenant\_%`, `shared\_%`}
+// own schemas and shared (pooled) schemas, named as the registry names them
+// (tenancy.SchemaPrefix, tenancy.SharedSchemaPrefix).
+var DefaultPatterns = []string{tenancy.LikePrefix(tenancy.SchemaPrefix), tenancy.LikePrefix(tenancy.SharedSchemaPrefix)}
 
 // Discover finds the targets in each shard's catalog: every schema whose
 // name matches one of the LIKE patterns (DefaultPatterns when empty). The

@@ -13,10 +13,16 @@
 // (placed tenants relative to capacity), under a transaction-level advisory
 // lock so that concurrent creations cannot overfill a shard. Provisioning
 // (CreateTenant) registers the tenant in state provisioning, creates its
-// schema on the shard through an [ApplyFunc] (normally
-// provision.ApplySchema, which runs the foundation's migrate.Desired.Apply
-// as the owner role) and then activates it; a failed provisioning is
-// resumed by calling CreateTenant again with the same slug.
+// schema on the shard through an [ApplyFunc] (normally the Apply method of
+// a provision.Provisioner: a plan cached per desired version, run in one
+// round trip with the ledger row) and then activates it; a failed
+// provisioning is resumed by calling CreateTenant again with the same slug.
+//
+// Offboarding (Offboard, RestoreOffboarded, Purge) moves a tenant to state
+// offboarded (not served), retires its schema for a retention period
+// through [OffboardOps] (provision.Provisioner), and records each
+// offboarding ([Offboarding]); the purge deletes the data and marks the
+// tenant deleted.
 //
 // Shard DSNs are postgres:// URLs and may hold a password. They are Sensitive
 // in the Ent schema (never printed by String), and every error and log line

@@ -44,6 +44,11 @@ const (
 	Suspended State = "suspended"
 	// Moving: being moved between placements; served like ReadOnly.
 	Moving State = "moving"
+	// Offboarded: offboarded softly (Store.Offboard): not served
+	// (tenancy.ErrTenantDeleted), its schema renamed and kept until the
+	// retention period ends; Store.RestoreOffboarded serves it again,
+	// Store.Purge deletes it. Only those operations leave this state.
+	Offboarded State = "offboarded"
 	// Deleted: never served again (tenancy.ErrTenantDeleted).
 	Deleted State = "deleted"
 )
@@ -55,6 +60,7 @@ var transitions = map[State][]State{
 	ReadOnly:     {Active, Suspended, Moving, Deleted},
 	Suspended:    {Active, ReadOnly, Deleted},
 	Moving:       {Active, ReadOnly, Suspended},
+	Offboarded:   nil, // Offboard, RestoreOffboarded and Purge only
 	Deleted:      nil,
 }
 
@@ -81,7 +87,9 @@ func (m Mode) valid() bool { return m == ModeSchema || m == ModeShared || m == M
 const DefaultPlan = "default"
 
 // DefaultSharedSchema is the schema of shared placements that name none.
-const DefaultSharedSchema = "shared"
+// Shared schemas must start with tenancy.SharedSchemaPrefix, the prefix
+// the migration runner discovers them by.
+const DefaultSharedSchema = tenancy.DefaultSharedSchema
 
 // Plan is a named set of per-tenant limits.
 type Plan struct {

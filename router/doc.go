@@ -32,7 +32,7 @@
 //	read_only, moving   the placement, fenced for writes (tenancy.FenceWrites):
 //	                    reads work, writes fail with tenancy.ErrTenantReadOnly (retryable)
 //	suspended           tenancy.ErrTenantSuspended
-//	deleted             tenancy.ErrTenantDeleted
+//	deleted, offboarded tenancy.ErrTenantDeleted
 //	provisioning, none  tenancy.ErrUnknownTenant
 //
 // The plan's ReplicaReads lets read-only transactions run on the shard's

@@ -377,6 +377,9 @@ func (r *Router) build(rt registry.Route, seq uint64) *entry {
 	case registry.Deleted:
 		e.err = state(tenancy.ErrTenantDeleted, "deleted")
 		return e
+	case registry.Offboarded:
+		e.err = state(tenancy.ErrTenantDeleted, "offboarded (deleted, restorable until its retention period ends)")
+		return e
 	case registry.Active, registry.ReadOnly, registry.Moving:
 	default: // provisioning, or a state this version does not know
 		e.err = state(tenancy.ErrUnknownTenant, string(rt.State)+", not served yet")

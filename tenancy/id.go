@@ -59,9 +59,9 @@ func (id ID) String() string { return uuid.UUID(id).String() }
 // SchemaName returns the name of the tenant's own schema in the schema
 // placement mode: "tenant_" followed by the 32 hex digits of the id.
 func (id ID) SchemaName() string {
-	var b [7 + 32]byte
-	copy(b[:], "tenant_")
-	hex.Encode(b[7:], id[:])
+	var b [len(SchemaPrefix) + 32]byte
+	copy(b[:], SchemaPrefix)
+	hex.Encode(b[len(SchemaPrefix):], id[:])
 	return string(b[:])
 }
 

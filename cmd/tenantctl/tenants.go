@@ -19,7 +19,7 @@ import (
 func tenantsCommand() command {
 	return command{
 		name:    "tenants",
-		summary: "create, list, show, suspend, resume tenants, set their plan, back up and restore them (create|list|show|suspend|resume|set-plan|plans|put-plan|backup|restore|backups)",
+		summary: "create, list, show, suspend, resume, offboard tenants, set their plan, back up and restore them (create|list|show|suspend|resume|set-plan|plans|put-plan|backup|restore|backups|offboard|restore-offboarded|purge|offboardings)",
 		run:     runTenants,
 	}
 }
@@ -36,7 +36,7 @@ const tenantsUsage = `usage:
                              [-work-mem 4MB] [-max-conns N] [-rate PER_SEC] [-burst N] [-queue-timeout D] [-replica-reads]
 TENANT is a slug or a tenant id. Flags go before arguments. Every subcommand
 takes -registry URL (default $` + registryEnv + `).
-` + backupUsage + moveUsage
+` + backupUsage + moveUsage + "\n" + offboardUsage
 
 func runTenants(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -48,6 +48,9 @@ func runTenants(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if sub == "move" || sub == "moves" { // move.go
 		return runTenantsMove(ctx, sub, args, stdout)
+	}
+	if isOffboardSubcommand(sub) { // offboard.go
+		return runTenantsOffboard(ctx, sub, args, stdout)
 	}
 	fs := flag.NewFlagSet("tenants "+sub, flag.ContinueOnError)
 	reg := registryFlag(fs)
@@ -112,8 +115,13 @@ func runTenants(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
+		prov, err := provision.New(desired, roles)
+		if err != nil {
+			return err
+		}
+		defer prov.Close()
 		start := time.Now()
-		t, err := s.CreateTenant(ctx, nt, provision.ApplySchema(desired, roles))
+		t, err := s.CreateTenant(ctx, nt, prov.Apply)
 		if err != nil {
 			return err
 		}

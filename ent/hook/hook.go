@@ -21,6 +21,18 @@ func (f JobFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) 
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.JobMutation", m)
 }
 
+// The OffboardingFunc type is an adapter to allow the use of ordinary
+// function as Offboarding mutator.
+type OffboardingFunc func(context.Context, *ent.OffboardingMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f OffboardingFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.OffboardingMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.OffboardingMutation", m)
+}
+
 // The PlacementFunc type is an adapter to allow the use of ordinary
 // function as Placement mutator.
 type PlacementFunc func(context.Context, *ent.PlacementMutation) (ent.Value, error)

@@ -51,6 +51,43 @@ var (
 			},
 		},
 	}
+	// OffboardingsColumns holds the columns for the "offboardings" table.
+	OffboardingsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "shard", Type: field.TypeString, Size: 63},
+		{Name: "schema", Type: field.TypeString, Size: 63},
+		{Name: "retired_schema", Type: field.TypeString, Nullable: true, Size: 63},
+		{Name: "mode", Type: field.TypeEnum, Enums: []string{"schema", "shared", "dedicated"}},
+		{Name: "reason", Type: field.TypeString, Nullable: true, Size: 500},
+		{Name: "offboarded_at", Type: field.TypeTime},
+		{Name: "retain_until", Type: field.TypeTime},
+		{Name: "retired_at", Type: field.TypeTime, Nullable: true},
+		{Name: "purged_at", Type: field.TypeTime, Nullable: true},
+		{Name: "forced", Type: field.TypeBool, Default: false},
+		{Name: "restored_at", Type: field.TypeTime, Nullable: true},
+		{Name: "tenant_ref", Type: field.TypeUUID},
+	}
+	// OffboardingsTable holds the schema information for the "offboardings" table.
+	OffboardingsTable = &schema.Table{
+		Name:       "offboardings",
+		Columns:    OffboardingsColumns,
+		PrimaryKey: []*schema.Column{OffboardingsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "offboardings_tenants_offboardings",
+				Columns:    []*schema.Column{OffboardingsColumns[12]},
+				RefColumns: []*schema.Column{TenantsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "offboarding_tenant_ref_offboarded_at",
+				Unique:  false,
+				Columns: []*schema.Column{OffboardingsColumns[12], OffboardingsColumns[6]},
+			},
+		},
+	}
 	// PlacementsColumns holds the columns for the "placements" table.
 	PlacementsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -131,7 +168,7 @@ var (
 	TenantsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
 		{Name: "slug", Type: field.TypeString, Unique: true, Size: 63},
-		{Name: "state", Type: field.TypeEnum, Enums: []string{"provisioning", "active", "read_only", "suspended", "moving", "deleted"}, Default: "provisioning"},
+		{Name: "state", Type: field.TypeEnum, Enums: []string{"provisioning", "active", "read_only", "suspended", "moving", "offboarded", "deleted"}, Default: "provisioning"},
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "updated_at", Type: field.TypeTime},
 		{Name: "plan_id", Type: field.TypeInt},
@@ -153,6 +190,7 @@ var (
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
 		JobsTable,
+		OffboardingsTable,
 		PlacementsTable,
 		PlansTable,
 		ShardsTable,
@@ -161,6 +199,7 @@ var (
 )
 
 func init() {
+	OffboardingsTable.ForeignKeys[0].RefTable = TenantsTable
 	PlacementsTable.ForeignKeys[0].RefTable = ShardsTable
 	PlacementsTable.ForeignKeys[1].RefTable = TenantsTable
 	TenantsTable.ForeignKeys[0].RefTable = PlansTable

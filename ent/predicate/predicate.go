@@ -9,6 +9,9 @@ import (
 // Job is the predicate function for job builders.
 type Job func(*sql.Selector)
 
+// Offboarding is the predicate function for offboarding builders.
+type Offboarding func(*sql.Selector)
+
 // Placement is the predicate function for placement builders.
 type Placement func(*sql.Selector)
 

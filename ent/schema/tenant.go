@@ -25,7 +25,7 @@ func (Tenant) Fields() []ent.Field {
 		field.UUID("id", tenancy.ID{}).Default(tenancy.NewID).Immutable(),
 		field.String("slug").Unique().NotEmpty().MaxLen(63).Match(nameRE),
 		field.Enum("state").
-			Values("provisioning", "active", "read_only", "suspended", "moving", "deleted").
+			Values("provisioning", "active", "read_only", "suspended", "moving", "offboarded", "deleted").
 			Default("provisioning"),
 		field.Int("plan_id"),
 		field.Time("created_at").Default(time.Now).Immutable(),
@@ -37,5 +37,6 @@ func (Tenant) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.From("plan", Plan.Type).Ref("tenants").Unique().Required().Field("plan_id"),
 		edge.To("placement", Placement.Type).Unique(),
+		edge.To("offboardings", Offboarding.Type),
 	}
 }

@@ -30,6 +30,8 @@ const (
 	EdgePlan = "plan"
 	// EdgePlacement holds the string denoting the placement edge name in mutations.
 	EdgePlacement = "placement"
+	// EdgeOffboardings holds the string denoting the offboardings edge name in mutations.
+	EdgeOffboardings = "offboardings"
 	// Table holds the table name of the tenant in the database.
 	Table = "tenants"
 	// PlanTable is the table that holds the plan relation/edge.
@@ -46,6 +48,13 @@ const (
 	PlacementInverseTable = "placements"
 	// PlacementColumn is the table column denoting the placement relation/edge.
 	PlacementColumn = "tenant_ref"
+	// OffboardingsTable is the table that holds the offboardings relation/edge.
+	OffboardingsTable = "offboardings"
+	// OffboardingsInverseTable is the table name for the Offboarding entity.
+	// It exists in this package in order to avoid circular dependency with the "offboarding" package.
+	OffboardingsInverseTable = "offboardings"
+	// OffboardingsColumn is the table column denoting the offboardings relation/edge.
+	OffboardingsColumn = "tenant_ref"
 )
 
 // Columns holds all SQL columns for tenant fields.
@@ -94,6 +103,7 @@ const (
 	StateReadOnly     State = "read_only"
 	StateSuspended    State = "suspended"
 	StateMoving       State = "moving"
+	StateOffboarded   State = "offboarded"
 	StateDeleted      State = "deleted"
 )
 
@@ -104,7 +114,7 @@ func (s State) String() string {
 // StateValidator is a validator for the "state" field enum values. It is called by the builders before save.
 func StateValidator(s State) error {
 	switch s {
-	case StateProvisioning, StateActive, StateReadOnly, StateSuspended, StateMoving, StateDeleted:
+	case StateProvisioning, StateActive, StateReadOnly, StateSuspended, StateMoving, StateOffboarded, StateDeleted:
 		return nil
 	default:
 		return fmt.Errorf("tenant: invalid enum value for state field: %q", s)
@@ -157,6 +167,20 @@ func ByPlacementField(field string, opts ...sql.OrderTermOption) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newPlacementStep(), sql.OrderByField(field, opts...))
 	}
 }
+
+// ByOffboardingsCount orders the results by offboardings count.
+func ByOffboardingsCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newOffboardingsStep(), opts...)
+	}
+}
+
+// ByOffboardings orders the results by offboardings terms.
+func ByOffboardings(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newOffboardingsStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
 func newPlanStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
@@ -169,5 +193,12 @@ func newPlacementStep() *sqlgraph.Step {
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(PlacementInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.O2O, false, PlacementTable, PlacementColumn),
+	)
+}
+func newOffboardingsStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(OffboardingsInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, false, OffboardingsTable, OffboardingsColumn),
 	)
 }

@@ -307,6 +307,29 @@ func HasPlacementWith(preds ...predicate.Placement) predicate.Tenant {
 	})
 }
 
+// HasOffboardings applies the HasEdge predicate on the "offboardings" edge.
+func HasOffboardings() predicate.Tenant {
+	return predicate.Tenant(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, OffboardingsTable, OffboardingsColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasOffboardingsWith applies the HasEdge predicate on the "offboardings" edge with a given conditions (other predicates).
+func HasOffboardingsWith(preds ...predicate.Offboarding) predicate.Tenant {
+	return predicate.Tenant(func(s *sql.Selector) {
+		step := newOffboardingsStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
 // And groups predicates with the AND operator between them.
 func And(predicates ...predicate.Tenant) predicate.Tenant {
 	return predicate.Tenant(sql.AndPredicates(predicates...))
