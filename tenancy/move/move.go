@@ -240,6 +240,10 @@ type run struct {
 	resumed bool
 
 	verifySnap *snapshot // the target, as of the flip
+
+	// Connections holding migrate's advisory lock on the schemas the move
+	// reads and writes (schemaLocks).
+	srcLock, dstLock *pgxpool.Conn
 }
 
 // Move moves a tenant to another shard: snapshot copy and logical
@@ -448,6 +452,8 @@ func (r *run) close() {
 	if r.verifySnap != nil {
 		r.verifySnap.close()
 	}
+	unlockSchemas(r.srcLock)
+	unlockSchemas(r.dstLock)
 	r.src.close()
 	r.dst.close()
 }
@@ -475,7 +481,10 @@ func (m *Mover) run(ctx context.Context, job registry.Job, t registry.Tenant, st
 		r.log.Info("move: resuming", "phase", p)
 	}
 	for ; p != PhaseDone; p = Phases[p.index()+1] {
-		err := r.enter(runCtx, p)
+		err := r.lockSchemas(runCtx, p)
+		if err == nil {
+			err = r.enter(runCtx, p)
+		}
 		if err == nil {
 			err = r.do(runCtx, p)
 		}
@@ -650,6 +659,66 @@ func (r *run) progress(format string, args ...any) {
 // connect opens a small pool on a shard as the DSN's own user, which must
 // be allowed to create publications, replication slots and subscriptions
 // (a superuser on PostgreSQL 15).
+// lockSchemas takes, before phase p, the per-schema advisory lock that
+// migrate's Apply, the fleet runner, provisioning and offboarding take, on a
+// connection held until the move ends: the source schema from the start,
+// the target's once prepare has created it (Apply takes the same lock from
+// another session). Migrations of those schemas then wait, time out and
+// are retried by the fleet runner after the move. They must: logical
+// replication does not carry DDL, so a column added on one side only breaks
+// the subscription or drops its values, and migrate reconciles grants,
+// which would give back the writes the fence revokes.
+func (r *run) lockSchemas(ctx context.Context, p Phase) error {
+	if r.srcLock == nil {
+		c, err := lockSchemas(ctx, r.src, r.st.From.Schema)
+		if err != nil {
+			return err
+		}
+		r.srcLock = c
+	}
+	if r.dstLock == nil && PhasePrepare.before(p) {
+		names := []string{r.st.To.Schema}
+		if r.st.Staging != "" && r.st.Staging != r.st.To.Schema {
+			names = append(names, r.st.Staging)
+		}
+		c, err := lockSchemas(ctx, r.dst, names...)
+		if err != nil {
+			return err
+		}
+		r.dstLock = c
+	}
+	return nil
+}
+
+// lockSchemas takes the session-level advisory lock of each schema on a
+// connection of c, which it returns (release it with unlockSchemas).
+func lockSchemas(ctx context.Context, c *shardConn, schemas ...string) (*pgxpool.Conn, error) {
+	conn, err := c.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("shard %s: %w", c.shard.Name, err)
+	}
+	for _, s := range schemas {
+		if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock(hashtext('tenantry:' || $1))", s); err != nil {
+			conn.Release()
+			return nil, fmt.Errorf("shard %s: lock schema %s against migrations: %w", c.shard.Name, s, err)
+		}
+	}
+	return conn, nil
+}
+
+func unlockSchemas(conn *pgxpool.Conn) {
+	if conn == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock_all()"); err != nil {
+		// The session is gone or unusable: its locks went with it.
+		conn.Conn().Close(ctx)
+	}
+	conn.Release()
+}
+
 func (m *Mover) connect(ctx context.Context, shard string) (*shardConn, error) {
 	sh, err := m.cfg.Store.Shard(ctx, shard)
 	if err != nil {
@@ -659,7 +728,7 @@ func (m *Mover) connect(ctx context.Context, shard string) (*shardConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("move: shard %s: %w", shard, err)
 	}
-	cfg.MaxConns = 4
+	cfg.MaxConns = 5 // one of them holds the schema locks
 	cfg.MinConns = 0
 	cfg.ConnConfig.RuntimeParams["application_name"] = "tenantry-move"
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
