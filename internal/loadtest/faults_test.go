@@ -214,8 +214,8 @@ func shardKilled(t *testing.T, via string) {
 	t.Logf("%d requests of the killed shard's tenants failed with ErrShardUnavailable, e.g.: %v", ndown, sample)
 }
 
-// TestRedisStopped stops Redis under load: the rate limiter's in-process
-// fallback takes over, no request fails because of Redis (victims see no
+// TestRedisStopped stops Redis under load (through the example app over
+// HTTP, and in process): the rate limiter's in-process fallback takes over, no request fails because of Redis (victims see no
 // error at all), and the aggressor stays limited to its plan.
 func TestRedisStopped(t *testing.T) {
 	eachTarget(t, redisStopped)
@@ -292,8 +292,8 @@ func redisStopped(t *testing.T, via string) {
 	t.Logf("aggressor served %d before the stop and %d after (throttled %d after); limiter %+v", before, after, throttledAfter, st)
 }
 
-// TestRegistryStopped stops the registry database under load: routing
-// continues from the routers' caches and no request fails; an uncached
+// TestRegistryStopped stops the registry database under load (through the
+// example app over HTTP, and in process): routing continues from the routers' caches and no request fails; an uncached
 // tenant gets the typed router.ErrRegistryUnavailable. After the registry
 // is back, the router listens again by itself.
 func TestRegistryStopped(t *testing.T) {

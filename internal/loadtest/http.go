@@ -140,9 +140,12 @@ func NewHTTP(ctx context.Context, cfg HTTPConfig) (*HTTP, error) {
 // Close stops the app (draining in-flight requests), closes the client's
 // connections and the stack.
 func (h *HTTP) Close() error {
+	// The client's connections first: one it dialed but never sent a
+	// request on is new to the server, which waits 5 s before treating it
+	// as idle on shutdown.
+	h.HTTPClient.CloseIdleConnections()
 	h.cancel()
 	err := <-h.done
-	h.HTTPClient.CloseIdleConnections()
 	return errors.Join(err, h.Stack.Close())
 }
 
