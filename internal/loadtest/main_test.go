@@ -19,6 +19,9 @@ func TestMain(m *testing.M) {
 	if env.fleet != nil {
 		env.fleet.Close()
 	}
+	if benchEnvFleet.fleet != nil {
+		benchEnvFleet.fleet.Close()
+	}
 	os.Exit(code)
 }
 
