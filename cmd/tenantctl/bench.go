@@ -21,7 +21,7 @@ import (
 func benchCommand() command {
 	return command{
 		name:    "bench",
-		summary: "benchmarks: bench load runs many tenants and one aggressor at 100x through the runtime stack",
+		summary: "benchmarks: bench load runs many tenants and one aggressor at 100x through the example app over HTTP (or -target stack: in process)",
 		run: func(ctx context.Context, args []string, stdout io.Writer) error {
 			if len(args) == 0 || args[0] != "load" {
 				return errors.New("usage: tenantctl bench load [flags] (tenantctl bench load -h lists them)")
@@ -36,7 +36,9 @@ type benchLoadFlags struct {
 	duration, warmup, timeout                   time.Duration
 	rate, factor, capFactor, writes             float64
 	registryDSN, aggressor, redisAddr           string
-	progress                                    string
+	progress, target                            string
+	p99Target                                   time.Duration
+	httpConns                                   int
 	baseline                                    bool
 	rounds                                      int
 	seed                                        uint64
@@ -62,6 +64,9 @@ func runBenchLoad(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.redisAddr, "redis", "", "host:port of a Redis for the rate limits (default: in-process limiter)")
 	fs.StringVar(&o.progress, "progress", "auto", "progress line: auto (when stdout is a terminal), always or never")
 	fs.Uint64Var(&o.seed, "seed", 0, "seed of the schedule (0: random)")
+	fs.StringVar(&o.target, "target", "http", "http: through the example app (examples/app) on a loopback port, each tenant with its signed token; stack: the same stack in process, no HTTP (the comparison)")
+	fs.IntVar(&o.httpConns, "http-conns", 1024, "with -target http: connections the load generator keeps open to the app")
+	fs.DurationVar(&o.p99Target, "p99-target", loadtest.TargetP99, "the victims' p99 (with the aggressor) the run must hold: PASS or MISS")
 	fs.BoolVar(&o.baseline, "baseline", true, "also measure the victims without the aggressor, interleaved with the run (-rounds slices each), and report the ratio")
 	fs.IntVar(&o.rounds, "rounds", 3, "with -baseline: slices per phase; each phase is measured -duration in all")
 	fs.Usage = func() {
@@ -73,6 +78,9 @@ func runBenchLoad(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if o.tenants < 2 {
 		return errors.New("bench load: -tenants must be at least 2 (an aggressor and a victim)")
+	}
+	if o.target != "http" && o.target != "stack" {
+		return fmt.Errorf("bench load: -target %q: want http or stack", o.target)
 	}
 	step := func(what string, f func() (string, error)) error {
 		fmt.Fprintf(stdout, "%-62s ", what)
@@ -141,16 +149,28 @@ func runBenchLoad(ctx context.Context, args []string, stdout io.Writer) error {
 			ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond})
 		defer rdb.Close()
 	}
-	var s *loadtest.Stack
-	if err := step("start the runtime stack (router, admission, limiter, client)", func() (string, error) {
+	var s benchTarget
+	title := "start the runtime stack (router, admission, limiter, client)"
+	if o.target == "http" {
+		title = "start the example app on loopback over the runtime stack"
+	}
+	if err := step(title, func() (string, error) {
 		cfg := loadtest.StackConfig{RegistryDSN: dsn, Conns: o.conns, Logger: logger}
 		limiter := "in-process rate limiter"
 		if rdb != nil {
 			cfg.Redis, limiter = rdb, "Redis rate limiter at "+o.redisAddr
 		}
-		var err error
-		s, err = loadtest.NewStack(ctx, cfg)
-		return fmt.Sprintf("%d connections per shard, %s", o.conns, limiter), err
+		if o.target == "stack" {
+			st, err := loadtest.NewStack(ctx, cfg)
+			s = st
+			return fmt.Sprintf("in process, %d connections per shard, %s", o.conns, limiter), err
+		}
+		h, err := loadtest.NewHTTP(ctx, loadtest.HTTPConfig{Stack: cfg, Conns: o.httpConns})
+		if err != nil {
+			return "", err
+		}
+		s = h
+		return fmt.Sprintf("%s (JWT per tenant, Precheck: Gate.Check), %d connections per shard, %s", h.URL, o.conns, limiter), nil
 	}); err != nil {
 		return err
 	}
@@ -177,58 +197,64 @@ func runBenchLoad(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		rep.Write(stdout)
+		verdict(stdout, rep, o.p99Target)
 		return nil
 	}
-	return benchInterleaved(ctx, stdout, s, cfg, max(o.rounds, 1))
+	return benchInterleaved(ctx, stdout, s, cfg, max(o.rounds, 1), o.p99Target)
+}
+
+// benchTarget is a load target that is seeded before the run and closed
+// after it: loadtest.Stack or loadtest.HTTP.
+type benchTarget interface {
+	loadtest.Target
+	Seed(ctx context.Context, tenants []tenancy.ID, perTenant int) error
+	Close() error
+}
+
+// verdict prints PASS or MISS: the victims' p99 with the aggressor under
+// target and no victim error.
+func verdict(w io.Writer, rep *loadtest.Report, target time.Duration) {
+	p99, errs := rep.Victims.Quantile(0.99), rep.Victims.Errors()
+	v := "PASS"
+	if p99 >= target || errs > 0 || rep.Victims.Count(loadtest.OK) == 0 {
+		v = "MISS"
+	}
+	fmt.Fprintf(w, "%s: victims' p99 %.2f ms (target < %.2f ms), %d victim errors (target 0)\n",
+		v, openloop.Ms(p99), openloop.Ms(target), errs)
 }
 
 // benchInterleaved measures the victims alone (the baseline) and with the
 // aggressor in alternating slices, so that both phases meet the same
-// machine noise, and reports both and the ratio of the victims' p99.
-func benchInterleaved(ctx context.Context, stdout io.Writer, s *loadtest.Stack, cfg loadtest.Config, rounds int) error {
-	slice := cfg.Duration / time.Duration(rounds)
+// machine noise, and reports both, the ratio of the victims' p99 and the
+// verdict against the target.
+func benchInterleaved(ctx context.Context, stdout io.Writer, s loadtest.Target, cfg loadtest.Config, rounds int, target time.Duration) error {
 	fmt.Fprintf(stdout, "run: %d rounds of two interleaved phases, victims alone and with the aggressor, each slice %s warm-up + %s measured, open loop\n",
-		rounds, cfg.Warmup, slice)
+		rounds, cfg.Warmup, cfg.Duration/time.Duration(rounds))
 	names := [2]string{"victims alone", "with the aggressor"}
-	var phases [2]*loadtest.Report
-	var pressure [2]time.Duration
-	var seconds [2]float64
-	for round := range rounds {
-		for k := range 2 {
-			ph := (k + round) % 2 // alternate which phase goes first
-			c := cfg
-			c.Duration = slice
-			if c.Seed != 0 {
-				c.Seed += uint64(2*round + ph)
-			}
-			if ph == 0 {
-				c.Aggressor = tenancy.ID{}
-			}
-			p0 := openloop.ReadPressure()
-			rep, err := loadtest.Run(ctx, s, c)
-			if err != nil {
-				return err
-			}
-			p1 := openloop.ReadPressure()
-			pressure[ph] += p1.CPU - p0.CPU
-			seconds[ph] += p1.At.Sub(p0.At).Seconds()
-			fmt.Fprintf(stdout, "round %d %-24s victims p50 %6.2f ms  p99 %7.2f ms  service p99 %7.2f ms  errors %d  (machine %s)\n",
-				round+1, names[ph], openloop.Ms(rep.Victims.Quantile(0.5)), openloop.Ms(rep.Victims.Quantile(0.99)),
-				openloop.Ms(rep.Victims.Service.Quantile(0.99)), rep.Victims.Errors(), p1.Since(p0))
-			if phases[ph] == nil {
-				phases[ph] = rep
-			} else {
-				phases[ph].Add(rep)
-			}
+	ph, err := loadtest.RunInterleaved(ctx, s, cfg, rounds, func(sl loadtest.Slice) {
+		rep, k := sl.Report, 0
+		if sl.WithAggressor {
+			k = 1
 		}
+		fmt.Fprintf(stdout, "round %d %-24s victims p50 %6.2f ms  p99 %7.2f ms  service p99 %7.2f ms  errors %d  (machine %s)\n",
+			sl.Round+1, names[k], openloop.Ms(rep.Victims.Quantile(0.5)), openloop.Ms(rep.Victims.Quantile(0.99)),
+			openloop.Ms(rep.Victims.Service.Quantile(0.99)), rep.Victims.Errors(), sl.Pressure)
+	})
+	if err != nil {
+		return err
 	}
-	for ph, name := range []string{"baseline: victims alone", "with the aggressor"} {
-		fmt.Fprintf(stdout, "\n%s (machine cpu pressure %.0f%%)\n", name, 100*pressure[ph].Seconds()/seconds[ph])
-		phases[ph].Write(stdout)
+	for k, name := range []string{"baseline: victims alone", "with the aggressor"} {
+		rep := ph.Alone
+		if k == 1 {
+			rep = ph.Aggressor
+		}
+		fmt.Fprintf(stdout, "\n%s (machine cpu pressure %.0f%%)\n", name, 100*ph.CPUPressure[k])
+		rep.Write(stdout)
 	}
-	base, agg := phases[0].Victims.Quantile(0.99), phases[1].Victims.Quantile(0.99)
+	base, agg := ph.Alone.Victims.Quantile(0.99), ph.Aggressor.Victims.Quantile(0.99)
 	fmt.Fprintf(stdout, "\nvictims' p99 with the aggressor / alone: %.2f ms / %.2f ms = %.2f\n",
-		openloop.Ms(agg), openloop.Ms(base), float64(agg)/float64(max(base, 1)))
+		openloop.Ms(agg), openloop.Ms(base), ph.Ratio())
+	verdict(stdout, ph.Aggressor, target)
 	return nil
 }
 

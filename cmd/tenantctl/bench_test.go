@@ -39,6 +39,8 @@ func TestBenchLoad(t *testing.T) {
 	require.Zero(t, errs, out.String())
 	require.Regexp(t, `(?m)^aggressor\s+1\s+1000\s`, out.String(), "the aggressor offers 100x a victim's rate")
 	require.Contains(t, out.String(), "removed the throwaway clusters")
+	require.Contains(t, out.String(), "start the example app on loopback", "HTTP is the default target")
+	require.Regexp(t, `(?m)^(PASS|MISS): victims' p99 \S+ ms \(target < 50\.00 ms\), 0 victim errors`, out.String())
 
 	f, err := loadtest.StartFleet(ctx, 1)
 	require.NoError(t, err)
@@ -47,9 +49,10 @@ func TestBenchLoad(t *testing.T) {
 	require.NoError(t, err)
 	out.Reset()
 	err = run(ctx, []string{"bench", "load", "-registry", f.RegistryDSN, "-aggressor-tenant", ts[2].Slug, "-rate", "10",
-		"-duration", "1s", "-warmup", "200ms", "-writes", "0.5", "-progress", "never"}, &out, &out)
+		"-duration", "1s", "-warmup", "200ms", "-writes", "0.5", "-progress", "never", "-target", "stack"}, &out, &out)
 	require.NoError(t, err, out.String())
 	require.Contains(t, out.String(), "4 tenants")
+	require.Contains(t, out.String(), "start the runtime stack")
 	// With the baseline (the default): both phases, victims without errors.
 	base, withAgg, found := strings.Cut(out.String(), "with the aggressor (")
 	require.True(t, found, out.String())
@@ -62,10 +65,13 @@ func TestBenchLoad(t *testing.T) {
 	require.Contains(t, base, "no aggressor")
 	require.Regexp(t, `(?m)^aggressor\s+1\s`, withAgg)
 	require.Contains(t, out.String(), "victims' p99 with the aggressor / alone: ")
+	require.Regexp(t, `(?m)^(PASS|MISS): victims' p99`, out.String())
 
 	out.Reset()
 	err = run(ctx, []string{"bench", "load", "-tenants", "1"}, &out, &out)
 	require.ErrorContains(t, err, "at least 2")
+	err = run(ctx, []string{"bench", "load", "-target", "grpc"}, &out, &out)
+	require.ErrorContains(t, err, "want http or stack")
 	err = run(ctx, []string{"bench"}, &out, &out)
 	require.ErrorContains(t, err, "usage: tenantctl bench load")
 	require.False(t, strings.Contains(out.String(), "FAILED"))

@@ -3,6 +3,8 @@ package loadtest_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -76,14 +78,41 @@ func noVictimErrors(t *testing.T, results []loadtest.Result, why string) {
 }
 
 // TestShardKilled kills one shard's server (SIGKILL of the postmaster and
-// its children) under load, then restarts it. The killed shard's tenants
-// get errors wrapping tenancy.ErrShardUnavailable and nothing else (no
-// timeouts, no untyped errors); the other shard's tenants see no error at
-// all; after the restart every tenant of the killed shard is served again
-// within 10 s, without any manual step, and fails no more.
+// its children) under load, then restarts it, with the load through the
+// example app over HTTP and through the stack in process. The killed
+// shard's tenants get errors wrapping tenancy.ErrShardUnavailable and
+// nothing else (no timeouts, no untyped errors): over HTTP, 503 with code
+// "unavailable" and a Retry-After; the other shard's tenants see no error
+// at all (over HTTP: not one non-2xx answer); after the restart every
+// tenant of the killed shard is served again within 10 s, without any
+// manual step, and fails no more.
 func TestShardKilled(t *testing.T) {
+	eachTarget(t, shardKilled)
+}
+
+// shardDownErr says what is wrong with r, an error of a tenant of the
+// killed shard1, or "" when it is the error the target should give.
+func shardDownErr(via string, r loadtest.Result) string {
+	if r.Kind != loadtest.ShardDown {
+		return fmt.Sprintf("%s error, want tenancy.ErrShardUnavailable", r.Kind)
+	}
+	if via == viaHTTP {
+		var he *loadtest.HTTPError
+		if !errors.As(r.Err, &he) || he.Status != http.StatusServiceUnavailable || he.Code != "unavailable" || he.RetryAfterDuration() < time.Second {
+			return "want HTTP 503, code unavailable, Retry-After ≥ 1 s"
+		}
+		return ""
+	}
+	var ue *tenancy.ShardUnavailableError
+	if !errors.As(r.Err, &ue) || ue.Shard != loadtest.ShardName(1) || ue.Tenant != r.Tenant {
+		return "want a *tenancy.ShardUnavailableError naming shard1 and the tenant"
+	}
+	return ""
+}
+
+func shardKilled(t *testing.T, via string) {
 	f, tenants, p := fleet(t)
-	s := stack(t, f, tenants, loadtest.StackConfig{})
+	s, _ := target(t, via, f, tenants, loadtest.StackConfig{})
 	doomed := map[tenancy.ID]bool{}
 	for _, tn := range tenants {
 		if tn.Shard == loadtest.ShardName(1) {
@@ -95,13 +124,18 @@ func TestShardKilled(t *testing.T) {
 	}
 	var killedAt, restartAt, readyAt time.Time
 	var faultErr error
-	cfg := config(tenants, p, 8*time.Second)
-	_, results := during(t, s, cfg, 2*time.Second, func() {
+	// Long: 8 s, killed at +2 s for 2 s; short: 5 s, killed at +1.5 s for 1.5 s.
+	length, at, down := 5*time.Second, 1500*time.Millisecond, 1500*time.Millisecond
+	if long() {
+		length, at, down = 8*time.Second, 2*time.Second, 2*time.Second
+	}
+	cfg := config(tenants, p, length)
+	_, results := during(t, s, cfg, at, func() {
 		killedAt = time.Now()
 		if faultErr = f.Shards[1].Kill(); faultErr != nil {
 			return
 		}
-		time.Sleep(2 * time.Second)
+		time.Sleep(down)
 		restartAt = time.Now()
 		faultErr = f.Shards[1].Restart(context.Background())
 		readyAt = time.Now()
@@ -147,7 +181,7 @@ func TestShardKilled(t *testing.T) {
 	t.Logf("recovery after the restart call: %d tenants, slowest first success after %s (server ready after %s)",
 		len(recovered), slowest.Round(time.Millisecond), readyAt.Sub(restartAt).Round(time.Millisecond))
 
-	var down int
+	var ndown int
 	var sample error
 	for _, r := range results {
 		switch {
@@ -157,13 +191,9 @@ func TestShardKilled(t *testing.T) {
 				t.Errorf("tenant %s of the surviving shard failed (%s): %v", r.Tenant, r.Kind, r.Err)
 			}
 		case r.Err != nil:
-			if r.Kind != loadtest.ShardDown {
-				t.Errorf("tenant %s of the killed shard: %s error, want tenancy.ErrShardUnavailable: %v", r.Tenant, r.Kind, r.Err)
+			if why := shardDownErr(via, r); why != "" {
+				t.Errorf("tenant %s of the killed shard: %s: %v", r.Tenant, why, r.Err)
 				continue
-			}
-			var ue *tenancy.ShardUnavailableError
-			if !errors.As(r.Err, &ue) || ue.Shard != loadtest.ShardName(1) || ue.Tenant != r.Tenant {
-				t.Errorf("tenant %s: want a *tenancy.ShardUnavailableError naming shard1 and the tenant: %v", r.Tenant, r.Err)
 			}
 			if r.Scheduled.Add(r.Latency).Before(killedAt) {
 				t.Errorf("tenant %s failed before the kill: %v", r.Tenant, r.Err)
@@ -171,34 +201,38 @@ func TestShardKilled(t *testing.T) {
 			if at := recovered[r.Tenant]; !at.IsZero() && r.Scheduled.After(at) {
 				t.Errorf("tenant %s failed again after it recovered: %v", r.Tenant, r.Err)
 			}
-			down++
+			ndown++
 			if sample == nil {
 				sample = r.Err
 			}
 		}
 	}
 	onlyAdmission(t, results)
-	if down == 0 {
+	if ndown == 0 {
 		t.Fatal("no request of the killed shard failed: the kill did not happen under load")
 	}
-	t.Logf("%d requests of the killed shard's tenants failed with ErrShardUnavailable, e.g.: %v", down, sample)
+	t.Logf("%d requests of the killed shard's tenants failed with ErrShardUnavailable, e.g.: %v", ndown, sample)
 }
 
-// TestRedisStopped stops Redis under load: the rate limiter's in-process
-// fallback takes over, no request fails because of Redis (victims see no
+// TestRedisStopped stops Redis under load (through the example app over
+// HTTP, and in process): the rate limiter's in-process fallback takes over, no request fails because of Redis (victims see no
 // error at all), and the aggressor stays limited to its plan.
 func TestRedisStopped(t *testing.T) {
+	eachTarget(t, redisStopped)
+}
+
+func redisStopped(t *testing.T, via string) {
 	f, tenants, p := fleet(t)
 	srv := redistest.Start(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 100 * time.Millisecond,
 		ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond})
 	t.Cleanup(func() { rdb.Close() })
-	s := stack(t, f, tenants, loadtest.StackConfig{Redis: rdb})
-	cfg := config(tenants, p, 5*time.Second)
+	tg, s := target(t, via, f, tenants, loadtest.StackConfig{Redis: rdb})
+	cfg := config(tenants, p, 4*time.Second)
 	var stoppedAt time.Time
 	var before, after int64
 	var stBefore ratelimit.RedisStats
-	_, results := during(t, s, cfg, 2500*time.Millisecond, func() {
+	_, results := during(t, tg, cfg, 2*time.Second, func() {
 		stBefore = s.Redis.Stats()
 		stoppedAt = time.Now()
 		srv.Stop()
@@ -258,16 +292,20 @@ func TestRedisStopped(t *testing.T) {
 	t.Logf("aggressor served %d before the stop and %d after (throttled %d after); limiter %+v", before, after, throttledAfter, st)
 }
 
-// TestRegistryStopped stops the registry database under load: routing
-// continues from the routers' caches and no request fails; an uncached
+// TestRegistryStopped stops the registry database under load (through the
+// example app over HTTP, and in process): routing continues from the routers' caches and no request fails; an uncached
 // tenant gets the typed router.ErrRegistryUnavailable. After the registry
 // is back, the router listens again by itself.
 func TestRegistryStopped(t *testing.T) {
+	eachTarget(t, registryStopped)
+}
+
+func registryStopped(t *testing.T, via string) {
 	f, tenants, p := fleet(t)
-	s := stack(t, f, tenants, loadtest.StackConfig{})
-	cfg := config(tenants, p, 4*time.Second)
+	tg, s := target(t, via, f, tenants, loadtest.StackConfig{})
+	cfg := config(tenants, p, 3*time.Second)
 	var stopErr, lookupErr error
-	_, results := during(t, s, cfg, 1500*time.Millisecond, func() {
+	_, results := during(t, tg, cfg, 1200*time.Millisecond, func() {
 		if stopErr = f.Registry.Stop(); stopErr != nil {
 			return
 		}

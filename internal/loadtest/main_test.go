@@ -19,6 +19,9 @@ func TestMain(m *testing.M) {
 	if env.fleet != nil {
 		env.fleet.Close()
 	}
+	if benchEnvFleet.fleet != nil {
+		benchEnvFleet.fleet.Close()
+	}
 	os.Exit(code)
 }
 
@@ -37,7 +40,7 @@ func testParams() params {
 	if long() {
 		return params{tenants: 1000, rate: 1, duration: 30 * time.Second}
 	}
-	return params{tenants: 100, rate: 5, duration: 6 * time.Second}
+	return params{tenants: 100, rate: 5, duration: 4 * time.Second}
 }
 
 // env is the fleet of the test binary, shared by the tests, which run one
@@ -104,6 +107,48 @@ func stack(t *testing.T, f *loadtest.Fleet, tenants []loadtest.Tenant, cfg loadt
 		t.Fatal(err)
 	}
 	return s
+}
+
+// Targets: the load reaches the stack in process (the Stack target) or
+// through the example app over HTTP on loopback (the HTTP target, over the
+// same kind of stack). Fault scenarios run over both.
+const (
+	viaStack = "stack"
+	viaHTTP  = "http"
+)
+
+// eachTarget runs scenario as a subtest per target.
+func eachTarget(t *testing.T, scenario func(t *testing.T, via string)) {
+	for _, via := range []string{viaHTTP, viaStack} {
+		t.Run(via, func(t *testing.T) { scenario(t, via) })
+	}
+}
+
+// target returns a seeded target of kind via over the fleet, and the stack
+// under it (for HTTP, the app's own: its gate and client are the handlers').
+func target(t *testing.T, via string, f *loadtest.Fleet, tenants []loadtest.Tenant, cfg loadtest.StackConfig) (loadtest.Target, *loadtest.Stack) {
+	t.Helper()
+	if via == viaStack {
+		s := stack(t, f, tenants, cfg)
+		return s, s
+	}
+	cfg.RegistryDSN = f.RegistryDSN
+	if cfg.Logger == nil {
+		cfg.Logger = quiet(t)
+	}
+	h, err := loadtest.NewHTTP(context.Background(), loadtest.HTTPConfig{Stack: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := h.Close(); err != nil {
+			t.Errorf("close the app: %v", err)
+		}
+	})
+	if err := h.Seed(context.Background(), ids(tenants), 5); err != nil {
+		t.Fatal(err)
+	}
+	return h, h.Stack
 }
 
 func ids(ts []loadtest.Tenant) []tenancy.ID {

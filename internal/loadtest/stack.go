@@ -57,6 +57,13 @@ var _ Target = (*Stack)(nil)
 
 // NewStack connects the stack to the registry.
 func NewStack(ctx context.Context, cfg StackConfig) (*Stack, error) {
+	return newStack(ctx, cfg, nil)
+}
+
+// newStack connects the stack to the registry; build, when set, makes the
+// gate and the client over the router and the limiter (the HTTP target
+// takes the example app's own, server.NewStack).
+func newStack(ctx context.Context, cfg StackConfig, build func(*router.Router, admission.RateLimiter) (*admission.Gate, *ent.Client, error)) (*Stack, error) {
 	if cfg.Conns <= 0 {
 		cfg.Conns = 8
 	}
@@ -82,8 +89,15 @@ func NewStack(ctx context.Context, cfg StackConfig) (*Stack, error) {
 		s.Redis = ratelimit.NewRedis(cfg.Redis, ratelimit.RedisOptions{Logger: cfg.Logger})
 		limiter = s.Redis
 	}
-	s.Gate = admission.New(admission.Config{RateLimiter: limiter})
-	s.Client = ent.NewClient(ent.Driver(tenancy.NewDriver(r, tenancy.WithGate(s.Gate))))
+	if build == nil {
+		s.Gate = admission.New(admission.Config{RateLimiter: limiter})
+		s.Client = ent.NewClient(ent.Driver(tenancy.NewDriver(r, tenancy.WithGate(s.Gate))))
+		return s, nil
+	}
+	if s.Gate, s.Client, err = build(r, limiter); err != nil {
+		r.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -177,20 +191,33 @@ func retryAfter(err error) time.Duration {
 	return 100 * time.Millisecond
 }
 
-// Do implements Target.
-func (s *Stack) Do(ctx context.Context, r Request) error {
+// customer returns the customer request r reads (or writes an order of).
+func (s *Stack) customer(r Request) (uuid.UUID, error) {
 	s.mu.RLock()
 	ids := s.custIDs[r.Tenant]
 	s.mu.RUnlock()
 	if len(ids) == 0 {
-		return fmt.Errorf("loadtest: tenant %s was not seeded", r.Tenant)
+		return uuid.UUID{}, fmt.Errorf("loadtest: tenant %s was not seeded: call Seed first", r.Tenant)
+	}
+	return ids[r.Seq%uint64(len(ids))], nil
+}
+
+// orderNumber returns a new order number, unique across runs of this
+// stack (runs repeat sequence numbers) and stacks (a random nonce).
+func (s *Stack) orderNumber() string {
+	return fmt.Sprintf("lt-%s-%d", s.nonce, s.writes.Add(1))
+}
+
+// Do implements Target.
+func (s *Stack) Do(ctx context.Context, r Request) error {
+	cid, err := s.customer(r)
+	if err != nil {
+		return err
 	}
 	ctx = tenancy.WithTenant(ctx, r.Tenant)
-	cid := ids[r.Seq%uint64(len(ids))]
 	if r.Op == Write {
-		// Numbered by the stack, not by r.Seq: runs repeat sequence numbers.
 		return s.Client.Order.Create().
-			SetNumber(fmt.Sprintf("lt-%s-%d", s.nonce, s.writes.Add(1))).
+			SetNumber(s.orderNumber()).
 			SetCustomerID(cid).
 			SetTotalCents(int64(r.Seq % 10000)).
 			Exec(ctx)

@@ -97,6 +97,15 @@ func Classify(err error) Problem {
 		return Problem{Status: http.StatusForbidden, Code: "tenant_deleted", Message: "your account was deleted"}
 	case errors.Is(err, tenancy.ErrUnknownTenant):
 		return Problem{Status: http.StatusForbidden, Code: "tenant_unknown", Message: "your account is not provisioned"}
+	case errors.Is(err, tenancy.ErrShardUnavailable):
+		// The driver's typed error (*tenancy.ShardUnavailableError), whatever
+		// broke underneath: a closed connection is not always a net.Error.
+		var ra interface{ RetryAfter() time.Duration }
+		retry := retryUnavailable
+		if errors.As(err, &ra) && ra.RetryAfter() > 0 {
+			retry = ra.RetryAfter()
+		}
+		return Problem{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "your account's database is unavailable: retry later", RetryAfter: retry}
 	case errors.Is(err, router.ErrRegistryUnavailable), shardUnavailable(err):
 		return Problem{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "your account's database is unavailable: retry later", RetryAfter: retryUnavailable}
 	case ent.IsValidationError(err):

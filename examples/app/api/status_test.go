@@ -325,6 +325,7 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("x: %w", admission.ErrTenantBusy), 429, "tenant_busy", true},
 		{fmt.Errorf("x: %w", ratelimit.ErrThrottled), 429, "throttled", true},
 		{fmt.Errorf("x: %w", tenancy.ErrTenantReadOnly), 503, "tenant_read_only", true},
+		{fmt.Errorf("query: %w", &tenancy.ShardUnavailableError{Shard: "s1", Err: errors.New("conn closed")}), 503, "unavailable", true},
 		{context.DeadlineExceeded, 503, "timeout", true},
 		{errors.New("boom: secret detail"), 500, "internal", false},
 	}
