@@ -73,3 +73,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	usage()
 	return fmt.Errorf("unknown command %q", args[0])
 }
+
+// isHelp reports whether a subcommand argument asks for usage.
+func isHelp(arg string) bool { return arg == "-h" || arg == "--help" || arg == "help" }

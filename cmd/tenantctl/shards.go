@@ -65,6 +65,10 @@ func runShards(ctx context.Context, args []string, stdout io.Writer) error {
 		return errors.New(shardsUsage)
 	}
 	sub, args := args[0], args[1:]
+	if isHelp(sub) {
+		fmt.Fprintln(stdout, shardsUsage)
+		return nil
+	}
 	if sub == "basebackup" { // basebackup.go
 		return runShardsBaseBackup(ctx, args, stdout)
 	}

@@ -43,6 +43,10 @@ func runTenants(ctx context.Context, args []string, stdout io.Writer) error {
 		return errors.New(tenantsUsage)
 	}
 	sub, args := args[0], args[1:]
+	if isHelp(sub) {
+		fmt.Fprintln(stdout, tenantsUsage)
+		return nil
+	}
 	if isBackupSubcommand(sub) { // backup.go
 		return runTenantsBackup(ctx, sub, args, stdout)
 	}
