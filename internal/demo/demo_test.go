@@ -17,7 +17,7 @@ func TestDemo(t *testing.T) {
 	}
 	for _, want := range []string{"demo finished OK", "fails closed", "row-level security", "removed the throwaway clusters",
 		"provision bigco  in dedicated mode", "404, the same answer", "throttled (429 + Retry-After)", "victims:", "write: 503 Retry-After",
-		"restored (same ids", "tiny-1's 2 orders untouched",
+		"restored (same ids", "tiny-1's 2 orders untouched", "1 repaired (acme's index back)", "0 failed",
 		"move acme there live", "verified true", "all readable on the target, ", "no other errors", "stop the app server gracefully"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
