@@ -58,12 +58,16 @@ func (e *ShardUnavailableError) RetryAfter() time.Duration { return shardRetryAf
 // acquired). A cancelled or expired context is the caller's doing, never
 // the shard's.
 //
-// A connection that broke under a statement means the server went away or
-// restarted, which breaks every other connection of the pool too: the pool
-// is reset, so that after a quick restart the next calls connect afresh
-// instead of failing once per stale connection (pgxpool pings idle
-// connections only after a second of idleness, which a loaded pool never
-// reaches).
+// A connection that broke under a statement usually means the server went
+// away or restarted, which breaks every other connection of the pool too:
+// then the pool is reset, so that after a quick restart the next calls
+// connect afresh instead of failing once per stale connection (pgxpool
+// pings idle connections only after a second of idleness, which a loaded
+// pool never reaches). But one backend can also be ended alone
+// (pg_terminate_backend, e.g. by a move draining a fenced tenant's
+// writers: also 57P01), and resetting the shard's pool for that would make
+// every tenant on the shard reconnect; so the pool is reset only when a
+// ping through it fails too.
 func (p *Placement) unavailable(pool *pgxpool.Pool, pc *pgconn.PgConn, err error) error {
 	if err == nil || p == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
@@ -95,8 +99,16 @@ func (p *Placement) unavailable(pool *pgxpool.Pool, pc *pgconn.PgConn, err error
 	if !down {
 		return err
 	}
-	if pc != nil && pool != nil && cErr == nil {
+	if pc != nil && pool != nil && cErr == nil && !serverUp(pool) {
 		pool.Reset()
 	}
 	return &ShardUnavailableError{Shard: p.Shard.Name, Tenant: p.Tenant, Sent: pc != nil && !pgconn.SafeToRetry(err), Err: err}
+}
+
+// serverUp pings the shard through pool: a stale connection fails the ping
+// (and is dropped), a fresh one fails to connect while the server is down.
+func serverUp(pool *pgxpool.Pool) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return pool.Ping(ctx) == nil
 }

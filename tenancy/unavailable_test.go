@@ -2,10 +2,14 @@ package tenancy_test
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantry/tenantry/examples/app/ent"
@@ -177,5 +181,66 @@ func TestQuickRestartDropsStaleConnections(t *testing.T) {
 	require.ErrorIs(t, err, tenancy.ErrShardUnavailable, "the first call meets a stale connection")
 	for i := range conns {
 		require.NoError(t, read(), "call %d after the restart", i+2)
+	}
+}
+
+// TestTerminatedBackendKeepsThePool: one backend ended alone
+// (pg_terminate_backend, SQLSTATE 57P01 like a shutdown) fails its own
+// statement with ErrShardUnavailable, but the server is up, so the pool's
+// other connections stay: the shard's other tenants do not all reconnect.
+func TestTerminatedBackendKeepsThePool(t *testing.T) {
+	env := apptest.New(t)
+	ctx := context.Background()
+	pool, err := apptest.NewPool(ctx, env.Clusters[0].DSN(env.Roles.App, apptest.Database), 4)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	shard := &tenancy.Shard{Name: "shard0-terminate", Pool: pool, Admin: env.Shards[0].Admin}
+	p, err := tenancy.NewPlacement(apptest.C, shard, apptest.C.SchemaName(), tenancy.DefaultLimits)
+	require.NoError(t, err)
+	client := ent.NewClient(ent.Driver(tenancy.NewDriver(tenancy.NewStaticResolver(nil, p))))
+	tctx := apptest.Ctx(apptest.C)
+
+	// Four live connections; remember their backends.
+	backends := func() map[uint32]bool {
+		conns := make([]*pgxpool.Conn, 0, 4)
+		defer func() {
+			for _, c := range conns {
+				c.Release()
+			}
+		}()
+		out := map[uint32]bool{}
+		for range 4 {
+			c, err := pool.Acquire(ctx)
+			require.NoError(t, err)
+			conns = append(conns, c)
+			out[c.Conn().PgConn().PID()] = true
+		}
+		return out
+	}
+	before := backends()
+	require.Len(t, before, 4)
+
+	tx, err := client.Tx(tctx)
+	require.NoError(t, err)
+	_, err = tx.Customer.Query().Count(tctx)
+	require.NoError(t, err)
+	super, err := pgx.Connect(ctx, env.Clusters[0].SuperuserDSN())
+	require.NoError(t, err)
+	t.Cleanup(func() { super.Close(ctx) })
+	var victim uint32
+	require.NoError(t, super.QueryRow(ctx,
+		`SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction' AND pid = ANY ($1)`,
+		slices.Collect(maps.Keys(before))).Scan(&victim))
+	var ok bool
+	require.NoError(t, super.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, victim).Scan(&ok))
+	require.True(t, ok)
+	_, err = tx.Customer.Query().Count(tctx)
+	require.ErrorIs(t, err, tenancy.ErrShardUnavailable)
+	tx.Rollback()
+
+	after := backends()
+	delete(before, victim)
+	for pid := range before {
+		require.True(t, after[pid], "backend %d of the pool was closed when backend %d alone was terminated", pid, victim)
 	}
 }
