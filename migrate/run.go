@@ -692,20 +692,7 @@ func execPipeline(ctx context.Context, db *sql.DB, stmts []string) error {
 		if !ok {
 			return fmt.Errorf("migrate: shard connections must use pgx's database/sql driver (github.com/jackc/pgx/v5/stdlib), not %T", dc)
 		}
-		b := &pgconn.Batch{}
-		for _, s := range stmts {
-			b.ExecParams(s, nil, nil, nil, nil)
-		}
-		results, err := pc.Conn().PgConn().ExecBatch(ctx, b).ReadAll()
-		if err == nil {
-			return nil
-		}
-		for i, res := range results {
-			if res.Err != nil && i < len(stmts) {
-				return fmt.Errorf("%s: %w", firstLine(stmts[i]), err)
-			}
-		}
-		return err
+		return pipeline(ctx, pc.Conn(), stmts)
 	})
 }
 
