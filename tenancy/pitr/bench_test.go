@@ -39,16 +39,24 @@ const benchSizeEnv = "TENANTRY_BENCH_TENANT_MB"
 //     transaction;
 //   - a base backup of the shard, and a point-in-time restore end to end.
 //
-// MB/s are of COPY text (uncompressed). Run with -benchtime=1x:
+// MB/s are of COPY text (uncompressed); the tenant is defaultBenchMB
+// unless the variable says otherwise (the figure is for ≥ 1 GB).
+// Run with -benchtime=1x:
 //
 //	TENANTRY_BENCH_TENANT_MB=1024 go test -run '^$' -bench LargeTenant -benchtime=1x -timeout 2h ./tenancy/pitr
 //
 // TENANTRY_BENCH_ROUNDS sets the backup rounds (default 2);
 // TENANTRY_BENCH_BACKUP_ONLY=1 stops after them.
+const defaultBenchMB = 128
+
 func BenchmarkLargeTenant(b *testing.B) {
-	mb, _ := strconv.Atoi(os.Getenv(benchSizeEnv))
-	if mb <= 0 {
-		b.Skipf("set %s (e.g. 1024) to run: it loads and archives that much", benchSizeEnv)
+	mb := defaultBenchMB
+	if v := os.Getenv(benchSizeEnv); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			b.Fatalf("%s=%q: want a positive number of MB", benchSizeEnv, v)
+		}
+		mb = n
 	}
 	ctx := context.Background()
 	c, err := pgtest.Start(ctx, pgtest.Options{Name: "pitr-bench", Archive: true,
