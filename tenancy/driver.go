@@ -440,9 +440,7 @@ func send(ctx context.Context, c *pgx.Conn, st *connState, begin string, setting
 			return nil, nil, err
 		}
 	}
-	err = st.eqb.Build(c.TypeMap(), sd, st.binaryUUIDs(args))
-	clear(st.args) // keep no caller value alive on the pooled connection
-	if err != nil {
+	if err := st.eqb.Build(c.TypeMap(), sd, args); err != nil {
 		return nil, nil, fmt.Errorf("tenancy: encode arguments: %w", err)
 	}
 	batch := &st.batch

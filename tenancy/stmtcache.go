@@ -48,34 +48,35 @@ type connState struct {
 	stale   []string // statements to deallocate with the next prepare
 	eqb     pgx.ExtendedQueryBuilder
 	batch   pgconn.Batch
-	args    []any // binaryUUIDs' buffer
 }
 
-// binaryUUID is a uuid.UUID that pgx encodes in binary. uuid.UUID is a
-// driver.Valuer, which pgx otherwise prefers: it formats the UUID as a
-// 36-byte string and parses it back (1.5–2 µs and an allocation per
-// argument, and the text form on the wire). Ent passes every UUID id and
-// foreign key that way.
+// binaryUUID is a uuid.UUID as pgtype.UUIDValuer, which pgx encodes with
+// its UUID codec.
 type binaryUUID [16]byte
 
 func (u binaryUUID) UUIDValue() (pgtype.UUID, error) { return pgtype.UUID{Bytes: u, Valid: true}, nil }
 
-// binaryUUIDs returns args with each uuid.UUID as a binaryUUID, in a buffer
-// of the connection (args itself, belonging to the caller, is unchanged).
-func (st *connState) binaryUUIDs(args []any) []any {
-	out := args
-	for i, a := range args {
-		u, ok := a.(uuid.UUID)
-		if !ok {
-			continue
+// encodeUUIDs makes the connection's type map encode uuid.UUID arguments
+// with the UUID codec. uuid.UUID is a driver.Valuer, and pgx otherwise
+// falls back to it: it formats the UUID as a 36-byte string and parses it
+// back (a point read: 160 instead of 142 allocations). Ent passes every
+// UUID id and foreign key that way. pgx memoizes encode plans per type
+// map, so this must run before the connection's first uuid.UUID argument.
+func encodeUUIDs(m *pgtype.Map) {
+	m.TryWrapEncodePlanFuncs = append([]pgtype.TryWrapEncodePlanFunc{func(value any) (pgtype.WrappedEncodePlanNextSetter, any, bool) {
+		if u, ok := value.(uuid.UUID); ok {
+			return &uuidEncodePlan{}, binaryUUID(u), true
 		}
-		if &out[0] == &args[0] {
-			out = append(st.args[:0], args...)
-			st.args = out
-		}
-		out[i] = binaryUUID(u)
-	}
-	return out
+		return nil, nil, false
+	}}, m.TryWrapEncodePlanFuncs...)
+}
+
+type uuidEncodePlan struct{ next pgtype.EncodePlan }
+
+func (p *uuidEncodePlan) SetNext(next pgtype.EncodePlan) { p.next = next }
+
+func (p *uuidEncodePlan) Encode(value any, buf []byte) ([]byte, error) {
+	return p.next.Encode(binaryUUID(value.(uuid.UUID)), buf)
 }
 
 // stmt is a prepared statement and the search_path it was prepared under.
@@ -99,6 +100,7 @@ func stateOf(c *pgx.Conn, capacity int) *connState {
 	if st, ok := data[connStateKey].(*connState); ok {
 		return st
 	}
+	encodeUUIDs(c.TypeMap())
 	st := &connState{
 		byPath: make(map[string]map[string]*list.Element),
 		bySQL:  make(map[string]*list.Element),

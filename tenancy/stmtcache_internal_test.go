@@ -1,41 +1,51 @@
 package tenancy
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
-func TestBinaryUUIDs(t *testing.T) {
-	var st connState
+func TestEncodeUUIDs(t *testing.T) {
+	m := pgtype.NewMap()
+	encodeUUIDs(m)
+	u := uuid.New()
+	bin, err := m.Encode(pgtype.UUIDOID, pgtype.BinaryFormatCode, u, nil)
+	if err != nil || !bytes.Equal(bin, u[:]) {
+		t.Fatalf("binary: %x, %v; want %x", bin, err, u[:])
+	}
+	text, err := m.Encode(pgtype.UUIDOID, pgtype.TextFormatCode, u, nil)
+	if err != nil || string(text) != u.String() {
+		t.Fatalf("text: %q, %v; want %q", text, err, u.String())
+	}
+	// Other Valuers keep pgx's own path.
+	s, err := m.Encode(pgtype.TextOID, pgtype.TextFormatCode, uuid.NullUUID{UUID: u, Valid: true}, nil)
+	if err != nil || string(s) != u.String() {
+		t.Fatalf("NullUUID: %q, %v", s, err)
+	}
+}
+
+func BenchmarkEncodeUUID(b *testing.B) {
 	u := uuid.New()
 	for _, tc := range []struct {
 		name string
-		args []any
-		want []any
-	}{
-		{"none", nil, nil},
-		{"no uuid", []any{1, "a"}, []any{1, "a"}},
-		{"uuids", []any{u, "a", u}, []any{binaryUUID(u), "a", binaryUUID(u)}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			in := append([]any(nil), tc.args...)
-			got := st.binaryUUIDs(in)
-			if len(got) != len(tc.want) {
-				t.Fatalf("got %v, want %v", got, tc.want)
+		wrap bool
+	}{{"valuer", false}, {"codec", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			m := pgtype.NewMap()
+			if tc.wrap {
+				encodeUUIDs(m)
 			}
-			for i := range got {
-				if got[i] != tc.want[i] {
-					t.Errorf("arg %d = %#v, want %#v", i, got[i], tc.want[i])
-				}
-				if in[i] != tc.args[i] {
-					t.Errorf("the caller's arg %d changed to %#v", i, in[i])
+			var buf []byte
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if buf, err = m.Encode(pgtype.UUIDOID, pgtype.BinaryFormatCode, u, buf[:0]); err != nil {
+					b.Fatal(err)
 				}
 			}
 		})
-	}
-	pg, err := binaryUUID(u).UUIDValue()
-	if err != nil || !pg.Valid || pg.Bytes != u {
-		t.Fatalf("UUIDValue = %v, %v", pg, err)
 	}
 }
