@@ -68,8 +68,7 @@ type Cluster struct {
 
 	mu         sync.Mutex // serializes the lifecycle methods
 	closed     bool
-	postmaster *exec.Cmd
-	exited     chan struct{} // closed when postmaster has exited
+	postmaster *pgserver.Postmaster
 	reaper     *pgserver.Reaper
 }
 
@@ -224,22 +223,14 @@ func (c *Cluster) start(ctx context.Context) (serverLog string, err error) {
 	if err := c.chown(logPath); err != nil {
 		return "", err
 	}
-	cmd := exec.Command(filepath.Join(c.binDir, "postgres"), "-D", c.DataDir())
-	cmd.Dir, cmd.Stdout, cmd.Stderr = c.dir, logf, logf
-	// Like pg_ctl: a session of its own, away from the terminal's signals.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: c.cred}
-	if err := cmd.Start(); err != nil {
+	pm, err := pgserver.Start(c.binDir, c.dir, c.DataDir(), c.cred, logf)
+	if err != nil {
 		return "", err
 	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	c.postmaster, c.exited = cmd, exited
+	c.postmaster = pm
 	if err := c.waitReady(ctx); err != nil {
-		cmd.Process.Kill()
-		<-exited
+		pm.Cmd.Process.Kill()
+		<-pm.Exited()
 		return pgserver.ReadTail(logPath, offset, 4<<10), err
 	}
 	return "", nil
@@ -256,8 +247,8 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 			return conn.Close(ctx)
 		}
 		select {
-		case <-c.exited:
-			return fmt.Errorf("postgres exited: %v", c.postmaster.ProcessState)
+		case <-c.postmaster.Exited():
+			return fmt.Errorf("postgres exited: %v", c.postmaster.Cmd.ProcessState)
 		case <-ctx.Done():
 			return fmt.Errorf("server not ready: %w", err)
 		case <-time.After(20 * time.Millisecond):
@@ -266,32 +257,14 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 }
 
 // running reports whether the postmaster is up.
-func (c *Cluster) running() bool {
-	if c.exited == nil {
-		return false
-	}
-	select {
-	case <-c.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (c *Cluster) running() bool { return c.postmaster != nil && c.postmaster.Running() }
 
 // signal sends sig to the postmaster and waits until it has exited.
 func (c *Cluster) signal(sig os.Signal) error {
 	if !c.running() {
 		return errors.New("server not running")
 	}
-	if err := c.postmaster.Process.Signal(sig); err != nil {
-		return err
-	}
-	select {
-	case <-c.exited:
-		return nil
-	case <-time.After(time.Minute):
-		return fmt.Errorf("postmaster %d still there a minute after %v", c.postmaster.Process.Pid, sig)
-	}
+	return c.postmaster.Signal(sig, time.Minute)
 }
 
 func (c *Cluster) chown(path string) error { return pgserver.Chown(path, c.cred) }
@@ -389,7 +362,7 @@ func (c *Cluster) Kill() error {
 		return fmt.Errorf("pgtest: %s: kill: server not running", c.name)
 	}
 	// Stopped, the postmaster forks no children while they are listed.
-	pid := c.postmaster.Process.Pid
+	pid := c.postmaster.Cmd.Process.Pid
 	syscall.Kill(pid, syscall.SIGSTOP)
 	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		if state, _, err := procStat(pid); err != nil || state == "T" {
