@@ -99,14 +99,8 @@ func runHTTP(ctx context.Context, s *steps, w io.Writer, clusters []*pgtest.Clus
 			return "", err
 		}
 		for _, c := range clusters {
-			db, err := sql.Open("pgx", c.SuperuserDSN())
-			if err != nil {
+			if err := createShardDB(ctx, c, fleetDB, roles); err != nil {
 				return "", err
-			}
-			_, err = db.ExecContext(ctx, "CREATE DATABASE "+fleetDB+" OWNER "+roles.Owner)
-			db.Close()
-			if err != nil {
-				return "", fmt.Errorf("create database %s: %w", fleetDB, err)
 			}
 		}
 		d.store, err = registry.Open(ctx, clusters[0].DSN("postgres", registryDB))
@@ -548,13 +542,7 @@ func (d *httpDemo) backupRestore(ctx context.Context, c *pgtest.Cluster, roles m
 // see only 503s (the fence) besides its 201s.
 func (d *httpDemo) move(ctx context.Context, c *pgtest.Cluster, roles migrate.Roles, desired *migrate.Desired) (string, error) {
 	const db = "fleet2"
-	if err := c.CreateDatabase(ctx, db); err != nil {
-		return "", err
-	}
-	if err := withSuperuser(ctx, c, func(sdb *sql.DB) error {
-		_, err := sdb.ExecContext(ctx, "ALTER DATABASE "+db+" OWNER TO "+roles.Owner)
-		return err
-	}); err != nil {
+	if err := createShardDB(ctx, c, db, roles); err != nil {
 		return "", err
 	}
 	if err := d.store.AddShard(ctx, registry.Shard{Name: db, DSN: c.DSN("postgres", db), Capacity: 100, Accepting: true}); err != nil {
@@ -624,13 +612,18 @@ func (d *httpDemo) move(ctx context.Context, c *pgtest.Cluster, roles migrate.Ro
 		res.Window.Round(time.Millisecond), len(acked), fenced), nil
 }
 
-func withSuperuser(ctx context.Context, c *pgtest.Cluster, f func(*sql.DB) error) error {
+// createShardDB creates a shard database on c owned by the owner role, so
+// that provisioning (as the owner) may create tenant schemas in it.
+func createShardDB(ctx context.Context, c *pgtest.Cluster, name string, roles migrate.Roles) error {
 	db, err := sql.Open("pgx", c.SuperuserDSN())
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	return f(db)
+	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name+" OWNER "+roles.Owner); err != nil {
+		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	return nil
 }
 
 func (d *httpDemo) waitWrite(t *httpTenant, want int, within time.Duration) (code int, body, retry string, err error) {
