@@ -321,11 +321,3 @@ func (f *Fleet) validate() error {
 	return f.roles().validate()
 }
 
-func (f *Fleet) shard(name string) (Shard, bool) {
-	for _, s := range f.Shards {
-		if s.Name == name {
-			return s, true
-		}
-	}
-	return Shard{}, false
-}

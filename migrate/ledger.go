@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -399,8 +398,6 @@ func pgCode(err error) string {
 	}
 	return ""
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // recordedDesired returns the fingerprint and description of a fresh
 // schema at version, as recorded by an earlier run on this server version;

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -256,18 +255,6 @@ func firstWords(s string) string {
 		return s[:120] + "…"
 	}
 	return s
-}
-
-func tableNames(ts []*tableInfo) []string {
-	out := make([]string, len(ts))
-	for i, t := range ts {
-		out[i] = t.name
-	}
-	return out
-}
-
-func sameNames(a, b []string) bool {
-	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
 }
 
 // openDB returns a database/sql handle on the pool, for migrate. Closing it
