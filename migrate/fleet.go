@@ -320,4 +320,3 @@ func (f *Fleet) validate() error {
 	}
 	return f.roles().validate()
 }
-
