@@ -440,6 +440,9 @@ func (p *Provisioner) Prepare(ctx context.Context, db *sql.DB, n int) (int, erro
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("migrate: spares: %w", err)
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("migrate: spares: %w", err) // the list may be cut short: keep the one we know
+	}
 	// A spare taken while the list was read may still be in it.
 	p.mu.Lock()
 	listed := make(map[string]bool, len(have))

@@ -475,7 +475,12 @@ func TestCreateFromSpares(t *testing.T) {
 		require.NoError(t, err)
 		created = append(created, tn)
 	}
-	eventually(t, "spares refilled", func() bool { return len(spares()) == 2 })
+	// The gauge counts the spares the provisioner knows; a spare whose
+	// creation is cut short by Close is only adopted by the next Prepare,
+	// so wait for both before closing.
+	eventually(t, "spares refilled", func() bool {
+		return len(spares()) == 2 && metricValue(t, reg, "tenantry_provision_spares", "") == 2
+	})
 	require.NoError(t, warm.Close())
 	require.NotEqual(t, before, spares(), "the spares were used and replaced")
 	claimed := f.count(t, "s0", `SELECT count(*) FROM tenantry.schema_migrations WHERE statements = 1 AND schema_name NOT LIKE 'tenant\_spare\_%'`)
