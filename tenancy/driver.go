@@ -427,7 +427,7 @@ func retryable(err error) bool {
 // behind one Sync (one write, one round trip) and returns the reader
 // positioned at the statement's result.
 func send(ctx context.Context, c *pgx.Conn, st *connState, begin string, settings *scopeValues, query string, args []any) (*pgconn.MultiResultReader, *pgconn.ResultReader, error) {
-	sd, err := st.prepare(ctx, c, settings, query)
+	sd, borrowed, err := st.prepare(ctx, c, settings, query)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -451,7 +451,11 @@ func send(ctx context.Context, c *pgx.Conn, st *connState, begin string, setting
 	if scope != nil {
 		batch.ExecStatement(scope, vals, nil, nil)
 	}
-	batch.ExecStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, st.eqb.ResultFormats)
+	if borrowed {
+		batch.ExecParams(query, st.eqb.ParamValues, sd.ParamOIDs, st.eqb.ParamFormats, st.eqb.ResultFormats)
+	} else {
+		batch.ExecStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, st.eqb.ResultFormats)
+	}
 	mrr := c.PgConn().ExecBatch(ctx, batch)
 	fail := func(err error) (*pgconn.MultiResultReader, *pgconn.ResultReader, error) {
 		if cerr := mrr.Close(); err == nil {

@@ -30,8 +30,14 @@ import (
 // small aged frequency table, and a search_path gets a statement of its own
 // once it has run the SQL promoteAfter times and, when the cache is full,
 // more often than the least recently used statement it would evict. Until
-// then it borrows the statement another search_path prepared, and the
-// server re-plans it as before.
+// then it borrows the description of the statement another search_path
+// prepared (parameter and result types, so no Describe round trip) and
+// runs the SQL as an unnamed statement: Parse, Bind and Execute in the
+// statement's one round trip. The server parses and plans it once, as for
+// a simple query, and the lender's prepared statement keeps its plan
+// (running the lender's statement itself under another search_path would
+// make the server re-analyse it there, and again when the lender next runs
+// it: two plannings per borrow on a shard with more pairs than the cache).
 type connState struct {
 	session [][]byte                                     // session values of the limits, read on first use
 	scopes  [1 << numLimits]*pgconn.StatementDescription // scope statements by limit mask
@@ -111,25 +117,26 @@ func stateOf(c *pgx.Conn, capacity int) *connState {
 	return st
 }
 
-// lookup returns the statement to run sql with under st.path (the path's
-// own, or one borrowed from another path) and the slot of (st.path, sql)
-// in the frequency table; nil means prepare one for st.path.
-func (st *connState) lookup(sql string) (*pgconn.StatementDescription, uint32) {
-	slot := st.run(sql)
+// lookup returns the statement to run sql with under st.path, the path's
+// own or, when borrowed is true, the description of another path's (to
+// run as an unnamed statement), and the slot of (st.path, sql) in the
+// frequency table; nil means prepare one for st.path.
+func (st *connState) lookup(sql string) (sd *pgconn.StatementDescription, slot uint32, borrowed bool) {
+	slot = st.run(sql)
 	if e, ok := st.byPath[string(st.path)][sql]; ok {
 		st.lru.MoveToFront(e)
-		return e.Value.(*stmt).sd, slot
+		return e.Value.(*stmt).sd, slot, false
 	}
 	e, ok := st.bySQL[sql]
 	if !ok {
-		return nil, slot
+		return nil, slot, false
 	}
 	if n := st.freq[slot]; n >= promoteAfter &&
 		(st.lru.Len() < st.cap || n > st.freq[st.lru.Back().Value.(*stmt).slot]) {
-		return nil, slot
+		return nil, slot, false
 	}
 	st.lru.MoveToFront(e)
-	return e.Value.(*stmt).sd, slot
+	return e.Value.(*stmt).sd, slot, true
 }
 
 // run counts one more run of sql under st.path and returns its slot. The
@@ -187,16 +194,17 @@ func (st *connState) nextName() string {
 }
 
 // prepare returns the statement description to run sql with on this
-// connection under st.path, preparing one on a miss. Preparing resolves
+// connection under st.path, preparing one on a miss; borrowed says it is
+// another path's, to run as an unnamed statement. Preparing resolves
 // table names, so it must happen under the tenant's search_path: with scope
 // values (outside a transaction, or before its first statement) it runs in
 // an implicit transaction after them; without (inside a transaction that
 // has them) it runs as is. A miss costs one extra round trip, which also
 // carries the deallocation of evicted statements.
-func (st *connState) prepare(ctx context.Context, c *pgx.Conn, v *scopeValues, sql string) (*pgconn.StatementDescription, error) {
-	sd, slot := st.lookup(sql)
+func (st *connState) prepare(ctx context.Context, c *pgx.Conn, v *scopeValues, sql string) (sd *pgconn.StatementDescription, borrowed bool, err error) {
+	sd, slot, borrowed := st.lookup(sql)
 	if sd != nil {
-		return sd, nil
+		return sd, borrowed, nil
 	}
 	if st.lru.Len() >= st.cap {
 		st.remove(st.lru.Back())
@@ -204,16 +212,15 @@ func (st *connState) prepare(ctx context.Context, c *pgx.Conn, v *scopeValues, s
 	var (
 		scope *pgconn.StatementDescription
 		vals  [][]byte
-		err   error
 	)
 	if v != nil {
 		if scope, vals, err = st.scope(ctx, c, v); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	name := st.nextName()
 	if sd, err = st.send(ctx, c.PgConn(), scope, vals, name, sql); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	sd.Name, sd.SQL = name, sql
 	path := string(st.path)
@@ -225,7 +232,7 @@ func (st *connState) prepare(ctx context.Context, c *pgx.Conn, v *scopeValues, s
 	}
 	m[sql] = e
 	st.bySQL[sql] = e
-	return sd, nil
+	return sd, false, nil
 }
 
 // send deallocates the stale statements and prepares sql as name, after the

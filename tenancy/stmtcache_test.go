@@ -13,10 +13,10 @@ import (
 )
 
 // TestStatementPerSearchPath checks the driver's statement cache on one
-// connection: a schema borrows another schema's prepared statement (and
-// reads its own rows through it) until it has run the SQL a few times, then
-// gets a statement of its own, so PostgreSQL stops re-planning on every
-// schema switch.
+// connection: a schema borrows another schema's statement description (and
+// reads its own rows with an unnamed statement, leaving the lender's plan
+// alone) until it has run the SQL a few times, then gets a statement of its
+// own, so PostgreSQL stops re-planning on every schema switch.
 func TestStatementPerSearchPath(t *testing.T) {
 	env := apptest.New(t)
 	ctx := context.Background()
@@ -51,15 +51,30 @@ func TestStatementPerSearchPath(t *testing.T) {
 		return n
 	}
 
+	// How many times the statements of the query were planned or ran with
+	// a plan (PostgreSQL counts both kinds of plan per statement).
+	plans := func() int {
+		conn, err := pool.Acquire(ctx)
+		require.NoError(t, err)
+		defer conn.Release()
+		var n int
+		require.NoError(t, conn.QueryRow(ctx,
+			`SELECT coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements WHERE name LIKE 'tenantry\_%' AND statement LIKE '%"customers"."email" IN%'`).Scan(&n))
+		return n
+	}
+
 	for range 3 {
 		require.Equal(t, []string{emailA}, get(apptest.A))
 	}
 	require.Equal(t, 1, prepared())
-	// C borrows A's statement for its first runs: same statement, C's rows.
+	require.Equal(t, 3, plans())
+	// C borrows A's statement description for its first runs: C's rows,
+	// and A's statement does not run (nor get re-planned) for C.
 	for range 2 {
 		require.Equal(t, []string{emailC}, get(apptest.C))
 		require.Equal(t, 1, prepared())
 	}
+	require.Equal(t, 3, plans(), "C's runs went through an unnamed statement")
 	// Then it earns its own.
 	require.Equal(t, []string{emailC}, get(apptest.C))
 	require.Equal(t, 2, prepared())

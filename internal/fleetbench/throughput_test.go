@@ -27,6 +27,7 @@ var (
 	tpClients = flag.Int("fleetbench.pgbench", 8, "BenchmarkFleetThroughput: pgbench -c (clients); -j is 2")
 	tpModes   = flag.String("fleetbench.pgbench.modes", "simple,prepared", "BenchmarkFleetThroughput: pgbench -M query modes to measure (simple is pgbench -S's default; prepared is the stricter ceiling)")
 	tpWrites  = flag.Float64("fleetbench.writes", 0.10, "BenchmarkFleetThroughput: share of small writes")
+	tpWarmup  = flag.Duration("fleetbench.warmup", 30*time.Second, "BenchmarkFleetThroughput: unmeasured closed-loop run of each tenantry configuration before its first slice, long enough for every connection to hold a statement for every (schema, SQL) pair it meets (steady state; 2s measures a cold pool)")
 )
 
 type tpConfig struct{ goroutines, conns int }
@@ -284,7 +285,7 @@ func BenchmarkFleetThroughput(b *testing.B) {
 		spec:    fleetbench.Spec{Name: "fleet", Own: *tpOwn, Shared: *tpShared, SharedSchemas: *tpSchemas, Customers: 20},
 		configs: parseConfigs(b, *tpConfigs),
 		clients: *tpClients, modes: strings.Split(*tpModes, ","), scale: 10,
-		slice: *tpSlice, warmup: 2 * time.Second, rounds: *tpRounds,
+		slice: *tpSlice, warmup: *tpWarmup, rounds: *tpRounds,
 	}
 	for b.Loop() {
 		p0 := fleetbench.ReadPressure()
