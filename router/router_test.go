@@ -117,10 +117,12 @@ func clientOf(r *router.Router) *ent.Client {
 
 func ctxOf(id tenancy.ID) context.Context { return tenancy.WithTenant(context.Background(), id) }
 
-// eventually polls cond every millisecond until it holds or 10 s pass.
+// eventually polls cond every millisecond until it holds or 30 s pass
+// (generous: only a failing test waits that long, and a loaded machine
+// needs seconds for a reconnect after backoff or a replication start).
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
