@@ -228,8 +228,13 @@ func TestRedisStopped(t *testing.T) {
 func redisStopped(t *testing.T, via string) {
 	f, tenants, p := fleet(t)
 	srv := redistest.Start(t)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 100 * time.Millisecond,
-		ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond})
+	// No retries, so that the stopped server (connections refused at once)
+	// costs nothing; timeouts generous enough that the running one is not
+	// taken for down when the machine stalls for 100 ms: each such error
+	// hands the limiter's decisions to the fallback for its 1 s cool-down,
+	// half of the time before the stop.
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 2 * time.Second,
+		ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
 	t.Cleanup(func() { rdb.Close() })
 	tg, s := target(t, via, f, tenants, loadtest.StackConfig{Redis: rdb})
 	cfg := config(tenants, p, 4*time.Second)
