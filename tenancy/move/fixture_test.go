@@ -149,6 +149,13 @@ func (f *fleet) mover(t testing.TB, cfg move.Config) *move.Mover {
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = 50 * time.Millisecond
 	}
+	if cfg.StaleAfter == 0 {
+		// Not 10 heartbeats (500 ms): a live mover on a loaded machine
+		// can miss that many, and an aborter would take it for dead and
+		// roll back beside it. The crash tests, whose movers are dead,
+		// set a short StaleAfter themselves.
+		cfg.StaleAfter = 10 * time.Second
+	}
 	m, err := move.New(cfg)
 	require.NoError(t, err)
 	return m
