@@ -223,8 +223,11 @@ func TestThrottledThroughClient(t *testing.T) {
 		{"redis", ratelimit.NewRedis(newClient(t, srv.Addr()), ratelimit.RedisOptions{Timeout: checkTimeout})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// A token every 10 s: A must still be over its rate after C's
+			// 50 queries, however long a loaded machine takes for them
+			// (at 0.5/s, 2 s was the margin).
 			free := tenancy.DefaultLimits
-			free.Plan, free.RatePerSec, free.Burst = "free", 0.5, 5
+			free.Plan, free.RatePerSec, free.Burst = "free", 0.1, 5
 			pa, err := tenancy.NewPlacement(apptest.A, env.Shards[0], apptest.SharedSchema, free)
 			if err != nil {
 				t.Fatal(err)
