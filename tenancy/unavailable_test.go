@@ -150,22 +150,30 @@ func TestQuickRestartDropsStaleConnections(t *testing.T) {
 	tctx := tenancy.WithTenant(ctx, id)
 	read := func() error { _, err := client.Customer.Query().Count(tctx); return err }
 
-	// Fill the pool with live connections.
+	// Fill the pool with live connections: each transaction holds one
+	// until all of them do (a sleep instead left a slow machine's late
+	// goroutines reusing the connections of the early ones).
 	const conns = 4
 	done := make(chan error, conns)
+	held := make(chan struct{}, conns)
 	hold := make(chan struct{})
 	for range conns {
 		go func() {
 			tx, err := client.Tx(tctx)
 			if err == nil {
 				_, err = tx.Customer.Query().Count(tctx)
-				<-hold
+			}
+			held <- struct{}{}
+			<-hold
+			if tx != nil {
 				tx.Rollback()
 			}
 			done <- err
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
+	for range conns {
+		<-held
+	}
 	close(hold)
 	for range conns {
 		require.NoError(t, <-done)

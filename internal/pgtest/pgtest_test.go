@@ -33,9 +33,11 @@ func startCluster(t *testing.T, opts pgtest.Options) *pgtest.Cluster {
 	return c
 }
 
-// queryOne runs a one-value query on a fresh connection.
+// queryOne runs a one-value query on a fresh connection, for up to 30 s
+// (the tests start clusters in parallel: initdb keeps a small machine
+// busy, and a down server refuses at once anyway).
 func queryOne(ctx context.Context, dsn, sql string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -136,17 +138,17 @@ func TestKillStopRestart(t *testing.T) {
 	}
 }
 
-// waitActive waits until another backend of c runs a query.
+// waitActive waits until another backend of c runs a query (30 s at most).
 func waitActive(t *testing.T, c *pgtest.Cluster) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		n, err := queryOne(t.Context(), c.SuperuserDSN(), `SELECT count(*)::text FROM pg_stat_activity
 			WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()`)
 		if err == nil && n != "0" {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no active query: %v", err)
+			t.Fatalf("no active query after 30 s: %v", err)
 		}
 	}
 }
@@ -196,12 +198,12 @@ func TestReaperAfterCrash(t *testing.T) {
 		t.Fatalf("child printed no directory:\n%s", out)
 	}
 	dir := string(m[1])
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s still there 10s after the test process died", dir)
+			t.Fatalf("%s still there 60 s after the test process died", dir)
 		}
 	}
 }

@@ -70,15 +70,19 @@ func TestTenantCapAndQueueTimeout(t *testing.T) {
 	}
 	g.Leave(other)
 
-	// A waiter is admitted when the slot frees.
+	// A waiter is admitted when the slot frees. It waits with the same
+	// tenant and cap but a long queue timeout: with p's 30 ms, a loaded
+	// machine could time it out before the slot is given back.
+	patient := &tenancy.Placement{Tenant: p.Tenant, Shard: shard, Schema: p.Schema,
+		Limits: tenancy.Limits{MaxConns: 1, QueueTimeout: 10 * time.Second, Plan: "free"}}
 	done := make(chan error)
-	go func() { done <- g.Enter(ctx, p) }()
-	time.Sleep(5 * time.Millisecond)
+	go func() { done <- g.Enter(ctx, patient) }()
+	waitQueued(t, g, 1)
 	g.Leave(p)
 	if err := <-done; err != nil {
 		t.Fatalf("waiter: %v", err)
 	}
-	g.Leave(p)
+	g.Leave(patient)
 	if st := g.Stats(); st[0].InFlight != 0 || st[0].Queued != 0 {
 		t.Fatalf("stats = %+v", st)
 	}

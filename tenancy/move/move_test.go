@@ -90,6 +90,18 @@ func (w *writer) run(ctx context.Context) {
 	}
 }
 
+// ackedAfter says whether a write was acknowledged after at.
+func (w *writer) ackedAfter(at time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, h := range w.history {
+		if h[len(h)-1].at.After(at) {
+			return true
+		}
+	}
+	return false
+}
+
 // bystander reads and writes another tenant continuously; it must see no
 // error at all.
 func bystander(ctx context.Context, c *ent.Client, id tenancy.ID, ops *atomic.Int64, errs chan<- error) {
@@ -178,6 +190,8 @@ func TestMoveUnderWriter(t *testing.T) {
 	require.NoError(t, f.super(t, "s1").QueryRow(context.Background(), "SELECT nextval('"+seq+"')").Scan(&next))
 	require.Equal(t, int64(43), next, "the sequence continues on the target")
 	time.Sleep(100 * time.Millisecond) // writes after the move
+	// At least one, however slow the machine: the checks below need it.
+	eventually(t, "a write acknowledged after the flip", func() bool { return w.ackedAfter(flipSeen) })
 	stop()
 	wg.Wait()
 	close(errs)

@@ -535,19 +535,22 @@ func TestRestoreAt(t *testing.T) {
 	}
 
 	t.Run("errors", func(t *testing.T) {
+		// The times are taken right before each restore: "now", taken
+		// earlier, could be archived by archive_timeout (5 s) while the
+		// other cases run on a slow machine.
 		for _, tt := range []struct {
 			name string
-			at   time.Time
+			at   func(*testing.T) time.Time
 			want error
 		}{
-			{"future", time.Now().Add(time.Hour), pitr.ErrFuture},
-			{"before the first base backup", base.StartedAt.Add(-time.Second), pitr.ErrNoBaseBackup},
+			{"future", func(*testing.T) time.Time { return time.Now().Add(time.Hour) }, pitr.ErrFuture},
+			{"before the first base backup", func(*testing.T) time.Time { return base.StartedAt.Add(-time.Second) }, pitr.ErrNoBaseBackup},
 			// Nothing archived after now: refused before any recovery.
-			{"not archived yet", f.serverNow(t), pitr.ErrNotArchived},
+			{"not archived yet", f.serverNow, pitr.ErrNotArchived},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				before := f.dump(t, X)
-				_, err := r.RestoreAt(ctx, X, tt.at, source(X), f.target(X), pitr.Options{Restore: backup.RestoreOptions{Replace: true}})
+				_, err := r.RestoreAt(ctx, X, tt.at(t), source(X), f.target(X), pitr.Options{Restore: backup.RestoreOptions{Replace: true}})
 				if !errors.Is(err, tt.want) {
 					t.Fatalf("err = %v, want %v", err, tt.want)
 				}

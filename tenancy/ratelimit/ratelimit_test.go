@@ -22,6 +22,11 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
+// checkTimeout bounds a Redis check in the tests that want Redis to decide
+// (the default, 100 ms, is for production: a loaded test machine can stall
+// that long, and the check would fall back).
+const checkTimeout = 5 * time.Second
+
 func placement(limits tenancy.Limits) *tenancy.Placement {
 	return &tenancy.Placement{Tenant: tenancy.NewID(), Shard: &tenancy.Shard{Name: "s0"}, Schema: "s", Limits: limits}
 }
@@ -77,10 +82,13 @@ func TestLocal(t *testing.T) {
 }
 
 // newClient returns a go-redis client that fails fast when the server is
-// gone, as RedisOptions asks.
+// gone, as RedisOptions asks: without retries (a stopped local server
+// refuses connections at once). Its timeouts are generous: a running
+// server must answer, however busy the machine, or a test that wants
+// Redis's decisions gets the fallback's.
 func newClient(t *testing.T, addr string) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond,
-		ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond, DisableIdentity: true})
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: checkTimeout,
+		ReadTimeout: checkTimeout, WriteTimeout: checkTimeout, DisableIdentity: true})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -89,8 +97,8 @@ func newClient(t *testing.T, addr string) *redis.Client {
 // per tenant; other tenants keep theirs.
 func TestRedisSharedBudget(t *testing.T) {
 	srv := redistest.Start(t)
-	l1 := ratelimit.NewRedis(newClient(t, srv.Addr()), ratelimit.RedisOptions{})
-	l2 := ratelimit.NewRedis(newClient(t, srv.Addr()), ratelimit.RedisOptions{})
+	l1 := ratelimit.NewRedis(newClient(t, srv.Addr()), ratelimit.RedisOptions{Timeout: checkTimeout})
+	l2 := ratelimit.NewRedis(newClient(t, srv.Addr()), ratelimit.RedisOptions{Timeout: checkTimeout})
 	p := placement(tenancy.Limits{Plan: "pro", RatePerSec: 1, Burst: 10})
 	ctx := context.Background()
 	for i := range 10 { // 5 units through each limiter
@@ -120,8 +128,8 @@ func TestRedisSharedBudget(t *testing.T) {
 func TestRedisSharedBudgetConcurrent(t *testing.T) {
 	srv := redistest.Start(t)
 	ls := []*ratelimit.Redis{
-		ratelimit.NewRedis(newClient(t, srv.Addr()), ratelimit.RedisOptions{}),
-		ratelimit.NewRedis(newClient(t, srv.Addr()), ratelimit.RedisOptions{}),
+		ratelimit.NewRedis(newClient(t, srv.Addr()), ratelimit.RedisOptions{Timeout: checkTimeout}),
+		ratelimit.NewRedis(newClient(t, srv.Addr()), ratelimit.RedisOptions{Timeout: checkTimeout}),
 	}
 	p := placement(tenancy.Limits{RatePerSec: 0.001, Burst: 50}) // no refill during the test
 	var allowed, throttled atomic.Int64
@@ -152,7 +160,7 @@ func TestRedisSharedBudgetConcurrent(t *testing.T) {
 // budget is used again.
 func TestRedisFallback(t *testing.T) {
 	srv := redistest.Start(t)
-	l := ratelimit.NewRedis(newClient(t, srv.Addr()), ratelimit.RedisOptions{Cooldown: 200 * time.Millisecond})
+	l := ratelimit.NewRedis(newClient(t, srv.Addr()), ratelimit.RedisOptions{Cooldown: 200 * time.Millisecond, Timeout: checkTimeout})
 	ctx := context.Background()
 	unlimitedRate := placement(tenancy.Limits{RatePerSec: 1e12, Burst: 1 << 30})
 	if err := l.Allow(ctx, unlimitedRate); err != nil {
@@ -212,11 +220,14 @@ func TestThrottledThroughClient(t *testing.T) {
 		rl   admission.RateLimiter
 	}{
 		{"local", ratelimit.NewLocal()},
-		{"redis", ratelimit.NewRedis(newClient(t, srv.Addr()), ratelimit.RedisOptions{})},
+		{"redis", ratelimit.NewRedis(newClient(t, srv.Addr()), ratelimit.RedisOptions{Timeout: checkTimeout})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// A token every 10 s: A must still be over its rate after C's
+			// 50 queries, however long a loaded machine takes for them
+			// (at 0.5/s, 2 s was the margin).
 			free := tenancy.DefaultLimits
-			free.Plan, free.RatePerSec, free.Burst = "free", 0.5, 5
+			free.Plan, free.RatePerSec, free.Burst = "free", 0.1, 5
 			pa, err := tenancy.NewPlacement(apptest.A, env.Shards[0], apptest.SharedSchema, free)
 			if err != nil {
 				t.Fatal(err)

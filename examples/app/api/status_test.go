@@ -146,7 +146,9 @@ var errRegistry = fmt.Errorf("lookup: %w", router.ErrRegistryUnavailable)
 // another tenant on the same shard is not affected.
 func TestThrottled(t *testing.T) {
 	env := apptest.New(t)
-	slow := placement(t, env, apptest.A, tenancy.Limits{RatePerSec: 2, Burst: 2, Plan: "tiny"})
+	// 0.5/s: a token every 2 s, so that the 8 rounds below exceed the
+	// burst however slowly a loaded machine runs them.
+	slow := placement(t, env, apptest.A, tenancy.Limits{RatePerSec: 0.5, Burst: 2, Plan: "tiny"})
 	a := newApp(t, tenancy.NewStaticResolver(nil, slow, env.Placements[apptest.B]))
 	var throttled, ok int
 	for range 8 {
@@ -166,7 +168,7 @@ func TestThrottled(t *testing.T) {
 		}
 	}
 	if throttled == 0 || ok == 0 {
-		t.Errorf("%d served, %d throttled: want both (burst 2, 2/s)", ok, throttled)
+		t.Errorf("%d served, %d throttled: want both (burst 2, 0.5/s)", ok, throttled)
 	}
 }
 

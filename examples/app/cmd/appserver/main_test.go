@@ -113,7 +113,7 @@ func start(t *testing.T, args []string) (call caller, logs *syncBuf, stop func()
 	go func() { done <- serve(ctx, args, slog.New(slog.NewJSONHandler(logs, nil))) }()
 	addrRE := regexp.MustCompile(`"addr":"([^"]+)"`)
 	var url string
-	for deadline := time.Now().Add(10 * time.Second); url == ""; {
+	for deadline := time.Now().Add(30 * time.Second); url == ""; {
 		if m := addrRE.FindStringSubmatch(logs.String()); m != nil {
 			url = "http://" + m[1]
 		} else if time.Now().After(deadline) {
@@ -144,7 +144,7 @@ func start(t *testing.T, args []string) (call caller, logs *syncBuf, stop func()
 			if err != nil {
 				t.Errorf("serve after SIGTERM: %v", err)
 			}
-		case <-time.After(10 * time.Second):
+		case <-time.After(30 * time.Second):
 			t.Fatal("serve did not return after SIGTERM")
 		}
 	}
@@ -195,7 +195,9 @@ func TestServeRegistry(t *testing.T) {
 	if _, err := store.Suspend(ctx, tn.ID); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	// The router hears of the change by NOTIFY; 30 s each way is only
+	// for a failing test (or a very slow machine).
+	deadline := time.Now().Add(30 * time.Second)
 	for code, _ := call("GET", "/v1/customers", "Authorization", "Bearer "+tok, ""); code != 403; code, _ = call("GET", "/v1/customers", "Authorization", "Bearer "+tok, "") {
 		if time.Now().After(deadline) {
 			t.Fatalf("suspended tenant still answered %d", code)
@@ -205,6 +207,7 @@ func TestServeRegistry(t *testing.T) {
 	if _, err := store.Resume(ctx, tn.ID); err != nil {
 		t.Fatal(err)
 	}
+	deadline = time.Now().Add(30 * time.Second)
 	for code, _ := call("GET", "/v1/customers", "Authorization", "Bearer "+tok, ""); code != 200; code, _ = call("GET", "/v1/customers", "Authorization", "Bearer "+tok, "") {
 		if time.Now().After(deadline) {
 			t.Fatalf("resumed tenant still answered %d", code)
