@@ -39,42 +39,34 @@ func TestStatementPerSearchPath(t *testing.T) {
 		require.NoError(t, err)
 		return got
 	}
-	// How many statements the connection holds for the query, and under
-	// how many distinct names.
-	prepared := func() int {
+	// statements returns how many prepared statements the connection holds
+	// for the query, and how many times they ran with a plan (PostgreSQL
+	// counts generic and custom plans per statement).
+	statements := func() (n, plans int) {
 		conn, err := pool.Acquire(ctx)
 		require.NoError(t, err)
 		defer conn.Release()
-		var n int
 		require.NoError(t, conn.QueryRow(ctx,
-			`SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'tenantry\_%' AND statement LIKE '%"customers"."email" IN%'`).Scan(&n))
-		return n
+			`SELECT count(*), coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements
+			 WHERE name LIKE 'tenantry\_%' AND statement LIKE '%"customers"."email" IN%'`).Scan(&n, &plans))
+		return n, plans
 	}
-
-	// How many times the statements of the query were planned or ran with
-	// a plan (PostgreSQL counts both kinds of plan per statement).
-	plans := func() int {
-		conn, err := pool.Acquire(ctx)
-		require.NoError(t, err)
-		defer conn.Release()
-		var n int
-		require.NoError(t, conn.QueryRow(ctx,
-			`SELECT coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements WHERE name LIKE 'tenantry\_%' AND statement LIKE '%"customers"."email" IN%'`).Scan(&n))
-		return n
-	}
+	prepared := func() int { n, _ := statements(); return n }
 
 	for range 3 {
 		require.Equal(t, []string{emailA}, get(apptest.A))
 	}
-	require.Equal(t, 1, prepared())
-	require.Equal(t, 3, plans())
+	n, plans := statements()
+	require.Equal(t, 1, n)
+	require.Equal(t, 3, plans)
 	// C borrows A's statement description for its first runs: C's rows,
 	// and A's statement does not run (nor get re-planned) for C.
 	for range 2 {
 		require.Equal(t, []string{emailC}, get(apptest.C))
 		require.Equal(t, 1, prepared())
 	}
-	require.Equal(t, 3, plans(), "C's runs went through an unnamed statement")
+	_, plans = statements()
+	require.Equal(t, 3, plans, "C's runs went through an unnamed statement")
 	// Then it earns its own.
 	require.Equal(t, []string{emailC}, get(apptest.C))
 	require.Equal(t, 2, prepared())
