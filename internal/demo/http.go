@@ -270,7 +270,7 @@ func runHTTP(ctx context.Context, s *steps, w io.Writer, clusters []*pgtest.Clus
 		if _, err := d.store.SetState(ctx, t.id, registry.ReadOnly); err != nil {
 			return "", err
 		}
-		code, body, retry, err := d.waitWrite(t, 503, 3*time.Second)
+		code, body, retry, err := d.waitWrite(t, 503, 15*time.Second)
 		if err != nil {
 			return "", err
 		}
@@ -281,7 +281,7 @@ func runHTTP(ctx context.Context, s *steps, w io.Writer, clusters []*pgtest.Clus
 		if _, err := d.store.SetState(ctx, t.id, registry.Active); err != nil {
 			return "", err
 		}
-		if _, _, _, err := d.waitWrite(t, 201, 3*time.Second); err != nil {
+		if _, _, _, err := d.waitWrite(t, 201, 15*time.Second); err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("write: %d Retry-After %s %s; read: %d; after the fence lifts: 201", code, retry, strings.TrimSpace(body), rcode), nil
