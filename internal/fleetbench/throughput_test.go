@@ -27,6 +27,7 @@ var (
 	tpClients = flag.Int("fleetbench.pgbench", 8, "BenchmarkFleetThroughput: pgbench -c (clients); -j is 2")
 	tpModes   = flag.String("fleetbench.pgbench.modes", "simple,prepared", "BenchmarkFleetThroughput: pgbench -M query modes to measure (simple is pgbench -S's default; prepared is the stricter ceiling)")
 	tpWrites  = flag.Float64("fleetbench.writes", 0.10, "BenchmarkFleetThroughput: share of small writes")
+	tpCache   = flag.Int("fleetbench.stmtcache", 0, "BenchmarkFleetThroughput: prepared statements per connection (tenancy.WithStatementCacheSize; 0 keeps the driver's default)")
 	tpWarmup  = flag.Duration("fleetbench.warmup", 30*time.Second, "BenchmarkFleetThroughput: unmeasured closed-loop run of each tenantry configuration before its first slice, long enough for every connection to hold a statement for every (schema, SQL) pair it meets (steady state; 2s measures a cold pool)")
 )
 
@@ -103,7 +104,11 @@ func newTPRunner(tb testing.TB, f *fleetbench.Fleet, cfg tpConfig, warmup time.D
 	if err != nil {
 		tb.Fatal(err)
 	}
-	drv := tenancy.NewDriver(tenancy.NewStaticResolver(nil, ps...), tenancy.WithGate(admission.New(admission.Config{})))
+	opts := []tenancy.DriverOption{tenancy.WithGate(admission.New(admission.Config{}))}
+	if *tpCache > 0 {
+		opts = append(opts, tenancy.WithStatementCacheSize(*tpCache))
+	}
+	drv := tenancy.NewDriver(tenancy.NewStaticResolver(nil, ps...), opts...)
 	client := ent.NewClient(ent.Driver(drv))
 	return &tpRunner{cfg: cfg, f: f, w: newWorkload(client, *tpWrites), ctxs: tenantContexts(ctx, f), warmup: warmup, close: pool.Close}
 }
