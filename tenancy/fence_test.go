@@ -128,3 +128,69 @@ func TestReplicaReads(t *testing.T) {
 	require.Equal(t, primary, port(c, nil))
 	require.Equal(t, primary, port(a, &sql.TxOptions{ReadOnly: true}))
 }
+
+// TestStaleRouterMeetsDatabaseFence: a move revokes the app role's writes
+// on the source schema after routers were told by the registry; a router
+// that has not learned it yet (its placement is not fenced) gets
+// ErrTenantReadOnly, retryable, for every kind of write, not a raw
+// permission error, while reads are served and a read the role may not do
+// keeps its own error.
+func TestStaleRouterMeetsDatabaseFence(t *testing.T) {
+	env := apptest.New(t)
+	bg := context.Background()
+	id := tenancy.NewID()
+	require.NoError(t, env.ApplySchema(bg, 0, id.SchemaName()))
+	super, err := pgxpool.New(bg, env.Clusters[0].DSN("postgres", apptest.Database))
+	require.NoError(t, err)
+	t.Cleanup(super.Close)
+	p, err := tenancy.NewPlacement(id, env.Shards[0], id.SchemaName(), tenancy.DefaultLimits)
+	require.NoError(t, err)
+	client := ent.NewClient(ent.Driver(tenancy.NewDriver(tenancy.NewStaticResolver(nil, p))))
+	ctx := tenancy.WithTenant(bg, id)
+	email := uniqueEmail()
+	client.Customer.Create().SetName("before").SetEmail(email).SaveX(ctx)
+
+	_, err = super.Exec(bg, "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA "+id.SchemaName()+" FROM "+env.Roles.App)
+	require.NoError(t, err)
+	writes := map[string]func() error{
+		"create (INSERT RETURNING, query path)": func() error {
+			_, err := client.Customer.Create().SetName("x").SetEmail(uniqueEmail()).Save(ctx)
+			return err
+		},
+		"update (exec path)": func() error {
+			_, err := client.Customer.Update().Where(customer.Email(email)).SetName("changed").Save(ctx)
+			return err
+		},
+		"raw delete": func() error {
+			_, err := client.ExecContext(ctx, "DELETE FROM customers")
+			return err
+		},
+		"write in a transaction": func() error {
+			tx, err := client.Tx(ctx)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			_, err = tx.Customer.Create().SetName("x").SetEmail(uniqueEmail()).Save(ctx)
+			return err
+		},
+	}
+	for name, write := range writes {
+		t.Run(name, func(t *testing.T) {
+			err := write()
+			require.ErrorIs(t, err, tenancy.ErrTenantReadOnly)
+			require.Contains(t, err.Error(), "check the grants of schema "+id.SchemaName())
+		})
+	}
+	n, err := client.Customer.Query().Where(customer.Email(email)).Count(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "reads are served, nothing was written")
+	_, err = client.QueryContext(ctx, "SELECT * FROM pg_authid")
+	require.Error(t, err)
+	require.NotErrorIs(t, err, tenancy.ErrTenantReadOnly, "a read the role may not do is not a fence")
+
+	_, err = super.Exec(bg, "GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "+id.SchemaName()+" TO "+env.Roles.App)
+	require.NoError(t, err)
+	_, err = client.Customer.Create().SetName("after").SetEmail(uniqueEmail()).Save(ctx)
+	require.NoError(t, err, "writes resume with the grants")
+}

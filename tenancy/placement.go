@@ -125,15 +125,37 @@ var (
 	ErrTenantReadOnly = errors.New("tenancy: tenant is read-only (read_only or moving): the write was refused and not applied; reads are served; retry the write later")
 )
 
-// fenced maps the server's refusal of a write in a read-only transaction
-// (SQLSTATE 25006) on a fenced placement to ErrTenantReadOnly.
-func (p *Placement) fenced(err error) error {
-	if err == nil || p == nil || p.fence == "" {
+// fenced maps the server's refusal of a write to ErrTenantReadOnly:
+//
+//   - on a placement known to be fenced, a write in its read-only
+//     transaction (SQLSTATE 25006);
+//   - on a placement not known to be fenced, the database-level fence of a
+//     move (tenancy/move), which a router meets when it has not yet learned
+//     the registry's fence (set first; routers learn it by NOTIFY, normally
+//     within milliseconds): the shared-schema fence trigger's 25006 ("is
+//     being moved"), and 42501 (insufficient_privilege) for an INSERT,
+//     UPDATE or DELETE once the source schema's writes are revoked.
+//     Migrations grant the app role writes on every tenant table, so
+//     outside a fence that 42501 means broken grants: the error says to
+//     check them if retries keep failing.
+//
+// write says the statement is an INSERT, UPDATE or DELETE.
+func (p *Placement) fenced(err error, write bool) error {
+	if err == nil || p == nil {
 		return err
 	}
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "25006" {
+	if !errors.As(err, &pgErr) {
+		return err
+	}
+	switch {
+	case p.fence != "" && pgErr.Code == "25006":
 		return fmt.Errorf("tenant %s (state %s): %w: %w", p.Tenant, p.fence, ErrTenantReadOnly, err)
+	case p.fence == "" && pgErr.Code == "25006" && strings.Contains(pgErr.Message, "is being moved"):
+		return fmt.Errorf("tenant %s: writes fenced on the database for a move, which the router has not learned yet: %w: %w", p.Tenant, ErrTenantReadOnly, err)
+	case p.fence == "" && pgErr.Code == "42501" && write:
+		return fmt.Errorf("tenant %s: the database refused the write (a move's fence the router has not learned yet; if retries keep failing, check the grants of schema %s: tenantctl migrate status): %w: %w",
+			p.Tenant, p.Schema, ErrTenantReadOnly, err)
 	}
 	return err
 }
