@@ -7,7 +7,6 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"strings"
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
@@ -196,7 +195,7 @@ func (d *Driver) Exec(ctx context.Context, query string, args, v any) error {
 		l.st.forget(query)
 		err = execStatement(ctx, c, l.st, prefix, l.settings, query, argv, v)
 	}
-	return l.p.fenced(l.p.unavailable(l.pool, c.PgConn(), err), isWrite(query))
+	return l.p.fenced(l.p.unavailable(l.pool, c.PgConn(), err), query)
 }
 
 // Query implements dialect.ExecQuerier. v must be *entsql.Rows.
@@ -222,9 +221,9 @@ func (d *Driver) Query(ctx context.Context, query string, args, v any) error {
 	}
 	if err != nil {
 		l.release()
-		return l.p.fenced(l.p.unavailable(l.pool, c.PgConn(), err), isWrite(query))
+		return l.p.fenced(l.p.unavailable(l.pool, c.PgConn(), err), query)
 	}
-	r.lease, r.write = l, isWrite(query)
+	r.lease, r.query = l, query
 	*vr = entsql.Rows{ColumnScanner: r}
 	return nil
 }
@@ -342,7 +341,7 @@ func (tx *Tx) Exec(ctx context.Context, query string, args, v any) error {
 	if retryable(err) {
 		tx.lease.st.forget(query)
 	}
-	return tx.lease.p.fenced(tx.lease.p.unavailable(tx.lease.pool, tx.c.PgConn(), err), isWrite(query))
+	return tx.lease.p.fenced(tx.lease.p.unavailable(tx.lease.pool, tx.c.PgConn(), err), query)
 }
 
 // Query implements dialect.ExecQuerier.
@@ -365,9 +364,9 @@ func (tx *Tx) Query(ctx context.Context, query string, args, v any) error {
 		if retryable(err) {
 			tx.lease.st.forget(query)
 		}
-		return tx.lease.p.fenced(tx.lease.p.unavailable(tx.lease.pool, tx.c.PgConn(), err), isWrite(query))
+		return tx.lease.p.fenced(tx.lease.p.unavailable(tx.lease.pool, tx.c.PgConn(), err), query)
 	}
-	r.lease.p, r.lease.pool, r.write = tx.lease.p, tx.lease.pool, isWrite(query)
+	r.lease.p, r.lease.pool, r.query = tx.lease.p, tx.lease.pool, query
 	*vr = entsql.Rows{ColumnScanner: r}
 	return nil
 }
@@ -541,18 +540,6 @@ func queryStatement(ctx context.Context, c *pgx.Conn, st *connState, begin strin
 	return &rows{Rows: pgx.RowsFromResultReader(c.TypeMap(), rr), batch: mrr, pc: c.PgConn()}, nil
 }
 
-// isWrite reports whether query starts with INSERT, UPDATE or DELETE, as
-// Ent's writes do (leading blanks and case ignored).
-func isWrite(query string) bool {
-	q := strings.TrimLeft(query, " \t\r\n(")
-	for _, verb := range [...]string{"INSERT", "UPDATE", "DELETE"} {
-		if len(q) >= len(verb) && strings.EqualFold(q[:len(verb)], verb) {
-			return true
-		}
-	}
-	return false
-}
-
 type result int64
 
 func (r result) RowsAffected() (int64, error) { return int64(r), nil }
@@ -567,8 +554,8 @@ type rows struct {
 	pgx.Rows
 	batch  *pgconn.MultiResultReader
 	pc     *pgconn.PgConn
-	lease  lease // only its placement inside a transaction, which keeps the connection
-	write  bool  // the statement is an INSERT, UPDATE or DELETE (e.g. with RETURNING)
+	lease  lease  // only its placement inside a transaction, which keeps the connection
+	query  string // for the errors of the fence (Placement.fenced)
 	err    error
 	closed bool
 }
@@ -594,7 +581,7 @@ func (r *rows) close() {
 	if err := r.batch.Close(); r.err == nil {
 		r.err = err
 	}
-	r.err = r.lease.p.fenced(r.lease.p.unavailable(r.lease.pool, r.pc, r.err), r.write)
+	r.err = r.lease.p.fenced(r.lease.p.unavailable(r.lease.pool, r.pc, r.err), r.query)
 	if r.lease.conn != nil {
 		r.lease.release()
 	}
@@ -609,7 +596,7 @@ func (r *rows) Err() error {
 	if r.closed {
 		return r.err
 	}
-	return r.lease.p.fenced(r.lease.p.unavailable(r.lease.pool, r.pc, r.Rows.Err()), r.write)
+	return r.lease.p.fenced(r.lease.p.unavailable(r.lease.pool, r.pc, r.Rows.Err()), r.query)
 }
 
 // Scan scans like pgx, except into *any and *driver.Value, which get the

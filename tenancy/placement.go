@@ -139,8 +139,8 @@ var (
 //     outside a fence that 42501 means broken grants: the error says to
 //     check them if retries keep failing.
 //
-// write says the statement is an INSERT, UPDATE or DELETE.
-func (p *Placement) fenced(err error, write bool) error {
+// query is the statement that failed.
+func (p *Placement) fenced(err error, query string) error {
 	if err == nil || p == nil {
 		return err
 	}
@@ -153,11 +153,23 @@ func (p *Placement) fenced(err error, write bool) error {
 		return fmt.Errorf("tenant %s (state %s): %w: %w", p.Tenant, p.fence, ErrTenantReadOnly, err)
 	case p.fence == "" && pgErr.Code == "25006" && strings.Contains(pgErr.Message, "is being moved"):
 		return fmt.Errorf("tenant %s: writes fenced on the database for a move, which the router has not learned yet: %w: %w", p.Tenant, ErrTenantReadOnly, err)
-	case p.fence == "" && pgErr.Code == "42501" && write:
+	case p.fence == "" && pgErr.Code == "42501" && isWrite(query):
 		return fmt.Errorf("tenant %s: the database refused the write (a move's fence the router has not learned yet; if retries keep failing, check the grants of schema %s: tenantctl migrate status): %w: %w",
 			p.Tenant, p.Schema, ErrTenantReadOnly, err)
 	}
 	return err
+}
+
+// isWrite reports whether query starts with INSERT, UPDATE or DELETE, as
+// Ent's writes do (leading blanks and case ignored).
+func isWrite(query string) bool {
+	q := strings.TrimLeft(query, " \t\r\n(")
+	for _, verb := range [...]string{"INSERT", "UPDATE", "DELETE"} {
+		if len(q) >= len(verb) && strings.EqualFold(q[:len(verb)], verb) {
+			return true
+		}
+	}
+	return false
 }
 
 var schemaNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)

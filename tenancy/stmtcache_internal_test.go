@@ -49,3 +49,23 @@ func BenchmarkEncodeUUID(b *testing.B) {
 		})
 	}
 }
+
+func TestIsWrite(t *testing.T) {
+	for _, tc := range []struct {
+		query string
+		want  bool
+	}{
+		{`INSERT INTO "customers" ("name") VALUES ($1) RETURNING "id"`, true},
+		{`UPDATE "orders" SET "total_cents" = $1 WHERE "id" = $2`, true},
+		{"\n  delete from tags", true},
+		{`(DELETE FROM x)`, true},
+		{`SELECT * FROM "customers"`, false},
+		{`WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x`, false}, // not Ent's shape; reads keep their error
+		{`INS`, false},
+		{``, false},
+	} {
+		if got := isWrite(tc.query); got != tc.want {
+			t.Errorf("isWrite(%q) = %v, want %v", tc.query, got, tc.want)
+		}
+	}
+}
