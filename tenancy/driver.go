@@ -195,7 +195,7 @@ func (d *Driver) Exec(ctx context.Context, query string, args, v any) error {
 		l.st.forget(query)
 		err = execStatement(ctx, c, l.st, prefix, l.settings, query, argv, v)
 	}
-	return l.p.fenced(l.p.unavailable(l.pool, c.PgConn(), err), query)
+	return l.p.failed(l.pool, c.PgConn(), query, err)
 }
 
 // Query implements dialect.ExecQuerier. v must be *entsql.Rows.
@@ -221,7 +221,7 @@ func (d *Driver) Query(ctx context.Context, query string, args, v any) error {
 	}
 	if err != nil {
 		l.release()
-		return l.p.fenced(l.p.unavailable(l.pool, c.PgConn(), err), query)
+		return l.p.failed(l.pool, c.PgConn(), query, err)
 	}
 	r.lease, r.query = l, query
 	*vr = entsql.Rows{ColumnScanner: r}
@@ -341,7 +341,7 @@ func (tx *Tx) Exec(ctx context.Context, query string, args, v any) error {
 	if retryable(err) {
 		tx.lease.st.forget(query)
 	}
-	return tx.lease.p.fenced(tx.lease.p.unavailable(tx.lease.pool, tx.c.PgConn(), err), query)
+	return tx.lease.p.failed(tx.lease.pool, tx.c.PgConn(), query, err)
 }
 
 // Query implements dialect.ExecQuerier.
@@ -364,7 +364,7 @@ func (tx *Tx) Query(ctx context.Context, query string, args, v any) error {
 		if retryable(err) {
 			tx.lease.st.forget(query)
 		}
-		return tx.lease.p.fenced(tx.lease.p.unavailable(tx.lease.pool, tx.c.PgConn(), err), query)
+		return tx.lease.p.failed(tx.lease.pool, tx.c.PgConn(), query, err)
 	}
 	r.lease.p, r.lease.pool, r.query = tx.lease.p, tx.lease.pool, query
 	*vr = entsql.Rows{ColumnScanner: r}
@@ -581,7 +581,7 @@ func (r *rows) close() {
 	if err := r.batch.Close(); r.err == nil {
 		r.err = err
 	}
-	r.err = r.lease.p.fenced(r.lease.p.unavailable(r.lease.pool, r.pc, r.err), r.query)
+	r.err = r.lease.p.failed(r.lease.pool, r.pc, r.query, r.err)
 	if r.lease.conn != nil {
 		r.lease.release()
 	}
@@ -596,7 +596,7 @@ func (r *rows) Err() error {
 	if r.closed {
 		return r.err
 	}
-	return r.lease.p.fenced(r.lease.p.unavailable(r.lease.pool, r.pc, r.Rows.Err()), r.query)
+	return r.lease.p.failed(r.lease.pool, r.pc, r.query, r.Rows.Err())
 }
 
 // Scan scans like pgx, except into *any and *driver.Value, which get the

@@ -125,6 +125,14 @@ var (
 	ErrTenantReadOnly = errors.New("tenancy: tenant is read-only (read_only or moving): the write was refused and not applied; reads are served; retry the write later")
 )
 
+// failed is the one mapping of a statement's error on the request path:
+// an unreachable shard becomes a *ShardUnavailableError (unavailable), a
+// write refused by a fence ErrTenantReadOnly (fenced), anything else stays.
+// pool and pc are where query ran.
+func (p *Placement) failed(pool *pgxpool.Pool, pc *pgconn.PgConn, query string, err error) error {
+	return p.fenced(p.unavailable(pool, pc, err), query)
+}
+
 // fenced maps the server's refusal of a write to ErrTenantReadOnly:
 //
 //   - on a placement known to be fenced, a write in its read-only
