@@ -41,32 +41,7 @@ func TestFenceWrites(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, n, "reads of a fenced tenant are served")
 
-	writes := map[string]func() error{
-		"create (INSERT RETURNING, query path)": func() error {
-			_, err := client.Customer.Create().SetName("x").SetEmail(uniqueEmail()).Save(ctx)
-			return err
-		},
-		"update (exec path)": func() error {
-			_, err := client.Customer.Update().Where(customer.Email(email)).SetName("changed").Save(ctx)
-			return err
-		},
-		"raw delete": func() error {
-			_, err := client.ExecContext(ctx, "DELETE FROM customers")
-			return err
-		},
-		"write in a transaction": func() error {
-			tx, err := client.Tx(ctx)
-			if err != nil {
-				return err
-			}
-			defer tx.Rollback()
-			if _, err := tx.Customer.Query().Count(ctx); err != nil {
-				t.Fatalf("read in a fenced transaction: %v", err)
-			}
-			_, err = tx.Customer.Create().SetName("x").SetEmail(uniqueEmail()).Save(ctx)
-			return err
-		},
-	}
+	writes := fencedWrites(t, client, ctx, email)
 	for name, write := range writes {
 		t.Run(name, func(t *testing.T) {
 			err := write()
@@ -152,29 +127,7 @@ func TestStaleRouterMeetsDatabaseFence(t *testing.T) {
 
 	_, err = super.Exec(bg, "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA "+id.SchemaName()+" FROM "+env.Roles.App)
 	require.NoError(t, err)
-	writes := map[string]func() error{
-		"create (INSERT RETURNING, query path)": func() error {
-			_, err := client.Customer.Create().SetName("x").SetEmail(uniqueEmail()).Save(ctx)
-			return err
-		},
-		"update (exec path)": func() error {
-			_, err := client.Customer.Update().Where(customer.Email(email)).SetName("changed").Save(ctx)
-			return err
-		},
-		"raw delete": func() error {
-			_, err := client.ExecContext(ctx, "DELETE FROM customers")
-			return err
-		},
-		"write in a transaction": func() error {
-			tx, err := client.Tx(ctx)
-			if err != nil {
-				return err
-			}
-			defer tx.Rollback()
-			_, err = tx.Customer.Create().SetName("x").SetEmail(uniqueEmail()).Save(ctx)
-			return err
-		},
-	}
+	writes := fencedWrites(t, client, ctx, email)
 	for name, write := range writes {
 		t.Run(name, func(t *testing.T) {
 			err := write()
@@ -193,4 +146,36 @@ func TestStaleRouterMeetsDatabaseFence(t *testing.T) {
 	require.NoError(t, err)
 	_, err = client.Customer.Create().SetName("after").SetEmail(uniqueEmail()).Save(ctx)
 	require.NoError(t, err, "writes resume with the grants")
+}
+
+// fencedWrites returns every kind of write of a tenant whose writes are
+// fenced, by name: each must fail and write nothing (the transaction's read
+// before its write must be served).
+func fencedWrites(t *testing.T, client *ent.Client, ctx context.Context, email string) map[string]func() error {
+	return map[string]func() error{
+		"create (INSERT RETURNING, query path)": func() error {
+			_, err := client.Customer.Create().SetName("x").SetEmail(uniqueEmail()).Save(ctx)
+			return err
+		},
+		"update (exec path)": func() error {
+			_, err := client.Customer.Update().Where(customer.Email(email)).SetName("changed").Save(ctx)
+			return err
+		},
+		"raw delete": func() error {
+			_, err := client.ExecContext(ctx, "DELETE FROM customers")
+			return err
+		},
+		"write in a transaction": func() error {
+			tx, err := client.Tx(ctx)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			if _, err := tx.Customer.Query().Count(ctx); err != nil {
+				t.Fatalf("read in a fenced transaction: %v", err)
+			}
+			_, err = tx.Customer.Create().SetName("x").SetEmail(uniqueEmail()).Save(ctx)
+			return err
+		},
+	}
 }
