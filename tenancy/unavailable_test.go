@@ -27,22 +27,7 @@ import (
 // pool serve the tenant again without any manual step.
 func TestShardUnavailable(t *testing.T) {
 	ctx := context.Background()
-	c, err := pgtest.Start(ctx, pgtest.Options{Name: "unavailable", Settings: map[string]string{"synchronous_commit": "on"}})
-	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
-	roles := migrate.DefaultRoles()
-	shard, err := apptest.PrepareShard(ctx, c, roles, "doomed")
-	require.NoError(t, err)
-	t.Cleanup(func() { shard.Pool.Close(); shard.Admin.Close() })
-	desired, err := migrate.NewDesired(appmigrate.Tables)
-	require.NoError(t, err)
-	id := tenancy.NewID()
-	_, err = apptest.ApplySchema(ctx, c, roles, desired, id.SchemaName())
-	require.NoError(t, err)
-	p, err := tenancy.NewPlacement(id, shard, id.SchemaName(), tenancy.DefaultLimits)
-	require.NoError(t, err)
-	client := ent.NewClient(ent.Driver(tenancy.NewDriver(tenancy.NewStaticResolver(nil, p))))
-	tctx := tenancy.WithTenant(ctx, id)
+	c, shard, id, client, tctx := killableTenant(t, "doomed", nil)
 
 	calls := []struct {
 		name string
@@ -82,7 +67,7 @@ func TestShardUnavailable(t *testing.T) {
 	// the pool keeps its other connections.
 	idle := shard.Pool.Stat().IdleConns()
 	sctx, cancel := context.WithTimeout(tctx, 100*time.Millisecond)
-	_, err = client.ExecContext(sctx, "SELECT pg_sleep(5)")
+	_, err := client.ExecContext(sctx, "SELECT pg_sleep(5)")
 	cancel()
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.NotErrorIs(t, err, tenancy.ErrShardUnavailable)
@@ -127,27 +112,9 @@ func TestShardUnavailable(t *testing.T) {
 // failing once per stale connection.
 func TestQuickRestartDropsStaleConnections(t *testing.T) {
 	ctx := context.Background()
-	c, err := pgtest.Start(ctx, pgtest.Options{Name: "quick-restart", Settings: map[string]string{"synchronous_commit": "on"}})
-	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
-	roles := migrate.DefaultRoles()
-	shard, err := apptest.PrepareShard(ctx, c, roles, "bouncy")
-	require.NoError(t, err)
-	cfg := shard.Pool.Config()
-	cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
-	shard.Pool.Close()
-	shard.Pool, err = pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { shard.Pool.Close(); shard.Admin.Close() })
-	desired, err := migrate.NewDesired(appmigrate.Tables)
-	require.NoError(t, err)
-	id := tenancy.NewID()
-	_, err = apptest.ApplySchema(ctx, c, roles, desired, id.SchemaName())
-	require.NoError(t, err)
-	p, err := tenancy.NewPlacement(id, shard, id.SchemaName(), tenancy.DefaultLimits)
-	require.NoError(t, err)
-	client := ent.NewClient(ent.Driver(tenancy.NewDriver(tenancy.NewStaticResolver(nil, p))))
-	tctx := tenancy.WithTenant(ctx, id)
+	c, shard, _, client, tctx := killableTenant(t, "bouncy", func(cfg *pgxpool.Config) {
+		cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
+	})
 	read := func() error { _, err := client.Customer.Query().Count(tctx); return err }
 
 	// Fill the pool with live connections: each transaction holds one
@@ -182,7 +149,7 @@ func TestQuickRestartDropsStaleConnections(t *testing.T) {
 
 	require.NoError(t, c.Kill())
 	require.NoError(t, c.Restart(ctx))
-	err = read()
+	err := read()
 	require.ErrorIs(t, err, tenancy.ErrShardUnavailable, "the first call meets a stale connection")
 	for i := range conns {
 		require.NoError(t, read(), "call %d after the restart", i+2)
@@ -248,4 +215,35 @@ func TestTerminatedBackendKeepsThePool(t *testing.T) {
 	for pid := range before {
 		require.True(t, after[pid], "backend %d of the pool was closed when backend %d alone was terminated", pid, victim)
 	}
+}
+
+// killableTenant starts a cluster of the test's own (it gets killed), a
+// shard on it whose app pool configure may change, and one tenant in its
+// own schema; it returns the cluster, the shard, the tenant, a client over
+// that tenant and the tenant's context.
+func killableTenant(t *testing.T, shardName string, configure func(*pgxpool.Config)) (*pgtest.Cluster, *tenancy.Shard, tenancy.ID, *ent.Client, context.Context) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgtest.Start(ctx, pgtest.Options{Name: shardName, Settings: map[string]string{"synchronous_commit": "on"}})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	roles := migrate.DefaultRoles()
+	shard, err := apptest.PrepareShard(ctx, c, roles, shardName)
+	require.NoError(t, err)
+	if configure != nil {
+		cfg := shard.Pool.Config()
+		configure(cfg)
+		shard.Pool.Close()
+		shard.Pool, err = pgxpool.NewWithConfig(ctx, cfg)
+		require.NoError(t, err)
+	}
+	t.Cleanup(func() { shard.Pool.Close(); shard.Admin.Close() })
+	desired, err := migrate.NewDesired(appmigrate.Tables)
+	require.NoError(t, err)
+	id := tenancy.NewID()
+	_, err = apptest.ApplySchema(ctx, c, roles, desired, id.SchemaName())
+	require.NoError(t, err)
+	p, err := tenancy.NewPlacement(id, shard, id.SchemaName(), tenancy.DefaultLimits)
+	require.NoError(t, err)
+	return c, shard, id, ent.NewClient(ent.Driver(tenancy.NewDriver(tenancy.NewStaticResolver(nil, p)))), tenancy.WithTenant(ctx, id)
 }
