@@ -45,7 +45,9 @@ var (
 // password= parameter) and keyword/value strings, and also text that
 // cannot be parsed as either.
 func Redact(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
+	// A URL, or scheme-less text url.Parse still reads a user and a
+	// password from ("//user:pw@host").
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme != "" || u.User != nil) {
 		if q := u.Query(); q.Has("password") {
 			q.Set("password", "xxxxx")
 			u.RawQuery = q.Encode()
