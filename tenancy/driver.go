@@ -48,8 +48,15 @@ type Driver struct {
 // concurrency caps, fair queuing across tenants, rate limits. Enter blocks
 // until the work may run or returns a typed error (tenant busy, throttled,
 // context done); every successful Enter is followed by exactly one Leave,
-// when the statement or transaction has released its connection. Both run
-// on the request path: they must not allocate per call.
+// with the same placement, when the statement or transaction has released
+// its connection. Both run on the request path: they must not allocate per
+// call.
+//
+// p.Shard.Pool is the pool the connection will come from. For a read-only
+// transaction served by the shard's replica, or Unscoped work on its admin
+// pool, p is a view of the tenant's placement whose Shard.Pool is that pool
+// (same tenant, schema, limits and shard name), so that a gate counting
+// connections per pool counts each where it is taken.
 type Gate interface {
 	Enter(ctx context.Context, p *Placement) error
 	Leave(p *Placement)
@@ -122,7 +129,7 @@ func (d *Driver) route(ctx context.Context, readOnly bool) (*Placement, *pgxpool
 		if p.Shard.Admin == nil {
 			return nil, nil, nil, fmt.Errorf("%w: shard %q has no admin pool for unscoped access", ErrInvalidPlacement, p.Shard.Name)
 		}
-		return p, p.Shard.Admin, &p.adminScope, nil
+		return p.onAdmin, p.Shard.Admin, &p.adminScope, nil
 	case s == nil || s.tenant.IsZero():
 		return nil, nil, nil, ErrNoTenant
 	default:
@@ -130,8 +137,8 @@ func (d *Driver) route(ctx context.Context, readOnly bool) (*Placement, *pgxpool
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		if readOnly && p.replica && p.Shard.Replica != nil {
-			return p, p.Shard.Replica, &p.scope, nil
+		if readOnly && p.onReplica != nil {
+			return p.onReplica, p.Shard.Replica, &p.scope, nil
 		}
 		return p, p.Shard.Pool, &p.scope, nil
 	}

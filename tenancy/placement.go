@@ -74,6 +74,13 @@ type Placement struct {
 
 	fence   string // non-empty: writes are fenced; the tenant's state, for errors
 	replica bool   // read-only transactions may run on Shard.Replica
+
+	// onReplica and onAdmin are the placement as a Gate sees work that
+	// runs on the shard's replica or admin pool: the same tenant, schema
+	// and limits, with that pool as Shard.Pool. A gate counts connections
+	// per Shard.Pool, so a replica read or an Unscoped statement takes a
+	// slot of the pool it runs on, not one of the primary's.
+	onReplica, onAdmin *Placement
 }
 
 // PlacementOption sets an optional property of a placement.
@@ -234,7 +241,20 @@ func NewPlacement(tenant ID, shard *Shard, schema string, limits Limits, opts ..
 	} else {
 		p.scope[1], p.adminScope[1] = []byte{}, []byte{}
 	}
+	if shard.Replica != nil && p.replica {
+		p.onReplica = p.on(&Shard{Name: shard.Name, Pool: shard.Replica, Replica: shard.Replica})
+	}
+	if shard.Admin != nil {
+		p.onAdmin = p.on(&Shard{Name: shard.Name, Pool: shard.Admin, Admin: shard.Admin})
+	}
 	return p, nil
+}
+
+// on returns a copy of p on shard, without views of its own.
+func (p *Placement) on(shard *Shard) *Placement {
+	v := *p
+	v.Shard, v.onReplica, v.onAdmin = shard, nil, nil
+	return &v
 }
 
 // parseMemory parses a PostgreSQL memory setting into kB.

@@ -8,9 +8,10 @@
 //	gate := admission.New(admission.Config{RateLimiter: ratelimit.NewLocal()})
 //	drv := tenancy.NewDriver(resolver, tenancy.WithGate(gate))
 //
-// Per shard it keeps as many statements and transactions running as the
-// shard pool has connections (pgxpool's own acquire queue is FIFO, so the
-// waiting happens here, not there). Per tenant it applies the plan's limits
+// Per shard pool it keeps as many statements and transactions running as
+// the pool has connections (pgxpool's own acquire queue is FIFO, so the
+// waiting happens here, not there); a shard's primary, replica and admin
+// pools are counted apart. Per tenant and pool it applies the plan's limits
 // from [tenancy.Limits]:
 //
 //   - MaxConns caps how many of the shard's connections the tenant holds

@@ -34,8 +34,11 @@ type Observer interface {
 // Config configures a Gate. The zero value is usable.
 type Config struct {
 	// Capacity returns how many statements and transactions may hold
-	// connections of the shard at once. Default: the shard pool's MaxConns,
-	// read once per shard. Other users of the same pool must be counted in.
+	// connections of the shard's pool s.Pool at once. Default: that pool's
+	// MaxConns, read once per pool. Other users of the same pool must be
+	// counted in. The driver admits replica reads and Unscoped work with
+	// the replica or admin pool as s.Pool (tenancy.Gate): tell the pools
+	// apart by s.Pool, not by s.Name, which they share.
 	Capacity func(*tenancy.Shard) int
 	// DefaultMaxConns caps the connections of a tenant whose plan sets no
 	// MaxConns. 0: no cap beyond the shard's capacity (fairness still holds).
@@ -121,6 +124,7 @@ func nanotime() int64 { return int64(time.Since(epoch)) }
 // shard is the admission state of one shard.
 type shard struct {
 	name     string
+	pool     string // which of the shard's pools: PoolPrimary, PoolReplica or PoolAdmin
 	mu       sync.Mutex
 	capacity int
 	inflight int
@@ -190,7 +194,7 @@ func (g *Gate) shardOf(s *tenancy.Shard) *shard {
 	} else if s.Pool != nil {
 		capacity = int(s.Pool.Config().MaxConns)
 	}
-	sh := &shard{name: s.Name, capacity: max(capacity, 1), tenants: map[tenancy.ID]*tenant{}}
+	sh := &shard{name: s.Name, pool: poolKind(s), capacity: max(capacity, 1), tenants: map[tenancy.ID]*tenant{}}
 	g.shards.Store(key, sh)
 	return sh
 }
@@ -506,9 +510,32 @@ func (sh *shard) dispatch(quantum, now int64) {
 	}
 }
 
-// ShardStats is a snapshot of one shard's admission state.
+// The pools of a shard, as ShardStats.Pool names them.
+const (
+	PoolPrimary = "primary"
+	PoolReplica = "replica"
+	PoolAdmin   = "admin"
+)
+
+// poolKind tells which of its shard's pools s.Pool is: the driver admits
+// replica reads and Unscoped work with a view of the shard whose Pool is
+// its Replica or Admin pool (tenancy.Gate).
+func poolKind(s *tenancy.Shard) string {
+	switch {
+	case s.Pool == nil:
+		return PoolPrimary
+	case s.Pool == s.Replica:
+		return PoolReplica
+	case s.Pool == s.Admin:
+		return PoolAdmin
+	}
+	return PoolPrimary
+}
+
+// ShardStats is a snapshot of the admission state of one pool of a shard.
 type ShardStats struct {
 	Shard    string
+	Pool     string // PoolPrimary, PoolReplica or PoolAdmin
 	Capacity int
 	InFlight int
 	Queued   int
@@ -530,7 +557,7 @@ func (g *Gate) Stats() []ShardStats {
 	g.shards.Range(func(_, v any) bool {
 		sh := v.(*shard)
 		sh.mu.Lock()
-		s := ShardStats{Shard: sh.name, Capacity: sh.capacity, InFlight: sh.inflight, Queued: sh.queued}
+		s := ShardStats{Shard: sh.name, Pool: sh.pool, Capacity: sh.capacity, InFlight: sh.inflight, Queued: sh.queued}
 		for _, t := range sh.tenants {
 			if t.inflight > 0 || t.qlen > 0 {
 				s.Tenants = append(s.Tenants, TenantStats{Tenant: t.id, InFlight: t.inflight, Queued: t.qlen, MaxConns: t.cap})

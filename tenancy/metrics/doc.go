@@ -30,7 +30,7 @@
 //	query_duration_seconds{plan}              histogram: statement latency (to the first row for queries)
 //	admission_wait_seconds{plan}              histogram: time queued at the gate
 //	admission_rejected_total{plan,reason}     reason: throttled, busy, cancelled
-//	shard_capacity{shard} shard_in_flight{shard} shard_queued{shard}
+//	shard_capacity{shard,pool} shard_in_flight{shard,pool} shard_queued{shard,pool}   pool: primary, replica, admin
 //	top_tenant_queries_total{tenant,plan}     the same, for the TopN busiest tenants only
 //	top_tenant_query_errors_total{tenant,plan}
 //	top_tenant_rejected_total{tenant,plan,reason}

@@ -131,9 +131,9 @@ func New(opts Options) *Recorder {
 			Help: "Statements the gate refused, by plan and reason (throttled, busy, cancelled)."}, []string{"plan", "reason"}),
 		plans: map[string]*planMetrics{},
 
-		shardCapacity: prometheus.NewDesc(ns+"_shard_capacity", "Statements a shard admits at once.", []string{"shard"}, nil),
-		shardInFlight: prometheus.NewDesc(ns+"_shard_in_flight", "Statements holding a shard's connections.", []string{"shard"}, nil),
-		shardQueued:   prometheus.NewDesc(ns+"_shard_queued", "Statements waiting at a shard's gate.", []string{"shard"}, nil),
+		shardCapacity: prometheus.NewDesc(ns+"_shard_capacity", "Statements a shard's pool admits at once.", []string{"shard", "pool"}, nil),
+		shardInFlight: prometheus.NewDesc(ns+"_shard_in_flight", "Statements holding connections of a shard's pool.", []string{"shard", "pool"}, nil),
+		shardQueued:   prometheus.NewDesc(ns+"_shard_queued", "Statements waiting for a shard's pool at the gate.", []string{"shard", "pool"}, nil),
 		topQueries: prometheus.NewDesc(ns+"_top_tenant_queries_total",
 			"Statements and transactions of one of the busiest tenants (since the process started).", []string{"tenant", "plan"}, nil),
 		topErrors: prometheus.NewDesc(ns+"_top_tenant_query_errors_total",
@@ -333,22 +333,19 @@ func (r *Recorder) Collect(ch chan<- prometheus.Metric) {
 	r.wait.Collect(ch)
 	r.rejected.Collect(ch)
 
-	// Gate state: per shard always, per tenant for the top tenants only.
-	type slot struct {
-		shard            string
-		inFlight, queued int
-	}
+	// Gate state: per shard pool always, per tenant and shard (its pools
+	// summed) for the top tenants only.
 	perTenant := map[tenancy.ID][]slot{}
 	r.gatesMu.Lock()
 	gates := slices.Clone(r.gates)
 	r.gatesMu.Unlock()
 	for _, g := range gates {
 		for _, s := range g.Stats() {
-			ch <- prometheus.MustNewConstMetric(r.shardCapacity, prometheus.GaugeValue, float64(s.Capacity), s.Shard)
-			ch <- prometheus.MustNewConstMetric(r.shardInFlight, prometheus.GaugeValue, float64(s.InFlight), s.Shard)
-			ch <- prometheus.MustNewConstMetric(r.shardQueued, prometheus.GaugeValue, float64(s.Queued), s.Shard)
+			ch <- prometheus.MustNewConstMetric(r.shardCapacity, prometheus.GaugeValue, float64(s.Capacity), s.Shard, s.Pool)
+			ch <- prometheus.MustNewConstMetric(r.shardInFlight, prometheus.GaugeValue, float64(s.InFlight), s.Shard, s.Pool)
+			ch <- prometheus.MustNewConstMetric(r.shardQueued, prometheus.GaugeValue, float64(s.Queued), s.Shard, s.Pool)
 			for _, t := range s.Tenants {
-				perTenant[t.Tenant] = append(perTenant[t.Tenant], slot{s.Shard, t.InFlight, t.Queued})
+				perTenant[t.Tenant] = addSlot(perTenant[t.Tenant], slot{s.Shard, t.InFlight, t.Queued})
 			}
 		}
 	}
@@ -424,3 +421,22 @@ func (r *Recorder) Collect(ch chan<- prometheus.Metric) {
 }
 
 var _ prometheus.Collector = (*Recorder)(nil)
+
+// slot is what a tenant has running and waiting on one shard.
+type slot struct {
+	shard            string
+	inFlight, queued int
+}
+
+// addSlot adds s to a tenant's slots, summing the pools of one shard: a
+// gauge per (tenant, shard) must be collected once.
+func addSlot(slots []slot, s slot) []slot {
+	for i := range slots {
+		if slots[i].shard == s.shard {
+			slots[i].inFlight += s.inFlight
+			slots[i].queued += s.queued
+			return slots
+		}
+	}
+	return append(slots, s)
+}
