@@ -1,6 +1,9 @@
 package tenancy
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 var (
 	// ErrNoTenant is returned by every scoped query, mutation and driver call
@@ -21,3 +24,38 @@ var (
 	// tenant: provision it first, or check the id.
 	ErrUnknownTenant = errors.New("tenancy: unknown tenant: no placement for this tenant; provision it first")
 )
+
+// readOnlyRetryAfter is how long Retryable suggests waiting on a fenced
+// write: a move's fence lasts tens of milliseconds.
+const readOnlyRetryAfter = time.Second
+
+// Retryable reports whether the call that returned err may be retried as
+// is, and how long to wait first:
+//
+//   - the tenant's shard could not be reached and nothing was sent
+//     (ErrShardUnavailable). When the connection broke after the statement
+//     was sent (ShardUnavailableError.Sent), a write may have been applied:
+//     that is not retryable as is;
+//   - the tenant's writes are fenced, e.g. while it moves between shards
+//     (ErrTenantReadOnly): nothing of the write was applied;
+//   - an error that says when to retry, through a RetryAfter method with a
+//     positive duration: a tenant over its plan's rate (tenancy/ratelimit)
+//     or connections (tenancy/admission).
+//
+// Anything else, including a cancelled or expired context, is not. An
+// error inside a transaction ends the transaction on the server: retry the
+// whole transaction, not the statement.
+func Retryable(err error) (retryAfter time.Duration, ok bool) {
+	var unavailable *ShardUnavailableError
+	if errors.As(err, &unavailable) {
+		return unavailable.RetryAfter(), !unavailable.Sent
+	}
+	if errors.Is(err, ErrTenantReadOnly) {
+		return readOnlyRetryAfter, true
+	}
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) && ra.RetryAfter() > 0 {
+		return ra.RetryAfter(), true
+	}
+	return 0, false
+}

@@ -42,3 +42,11 @@ func ExampleNewStaticResolver() {
 	// true
 	// true
 }
+
+func ExampleRetryable() {
+	err := fmt.Errorf("create order: %w", tenancy.ErrTenantReadOnly) // e.g. the tenant is moving between shards
+	if after, ok := tenancy.Retryable(err); ok {
+		fmt.Println("retry in", after)
+	}
+	// Output: retry in 1s
+}
