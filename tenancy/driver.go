@@ -129,6 +129,9 @@ func (d *Driver) route(ctx context.Context, readOnly bool) (*Placement, *pgxpool
 		if p.Shard.Admin == nil {
 			return nil, nil, nil, fmt.Errorf("%w: shard %q has no admin pool for unscoped access", ErrInvalidPlacement, p.Shard.Name)
 		}
+		if p.onAdmin == nil { // not made by NewPlacement, or its Shard changed since
+			return p, p.Shard.Admin, &p.adminScope, nil
+		}
 		return p.onAdmin, p.Shard.Admin, &p.adminScope, nil
 	case s == nil || s.tenant.IsZero():
 		return nil, nil, nil, ErrNoTenant
