@@ -201,6 +201,26 @@ func customers(t testing.TB, c *pgx.Conn, schema string) map[uuid.UUID]string {
 	return out
 }
 
+// ddlShape lists the indexes and constraints of a schema's tables (but a
+// move's marker table), with the schema's name left out of their
+// definitions, so that two schemas of one shape compare equal.
+func ddlShape(t testing.TB, c *pgx.Conn, schema string) []string {
+	t.Helper()
+	rows, err := c.Query(context.Background(), `
+SELECT 'index ' || replace(indexdef, quote_ident($1) || '.', '') FROM pg_indexes
+WHERE schemaname = $1 AND tablename <> 'tenantry_move_marker'
+UNION ALL
+SELECT 'constraint ' || c.relname || ' ' || k.conname || ' ' || replace(pg_get_constraintdef(k.oid), quote_ident($1) || '.', '')
+FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname <> 'tenantry_move_marker'
+ORDER BY 1`, schema)
+	require.NoError(t, err)
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.NotEmpty(t, out, "schema %s has no indexes", schema)
+	return out
+}
+
 // leftovers lists the move's replication objects and the given schema on
 // a shard.
 func (f *fleet) leftovers(t testing.TB, shard string, tenant tenancy.ID) []string {

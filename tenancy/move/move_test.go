@@ -212,6 +212,10 @@ func TestMoveUnderWriter(t *testing.T) {
 	require.Equal(t, registry.Active, got.State)
 	require.Equal(t, registry.Placement{Shard: "s1", Schema: tn.Placement.Schema, Mode: registry.ModeSchema, Epoch: got.Placement.Epoch}, got.Placement)
 
+	// The copy drops the target's secondary indexes and constraints and
+	// rebuilds them: every one is back, as on the source.
+	require.Equal(t, ddlShape(t, f.super(t, "s0"), res.Retired), ddlShape(t, f.super(t, "s1"), tn.Placement.Schema),
+		"the target's indexes and constraints are the source's")
 	target := customers(t, f.super(t, "s1"), tn.Placement.Schema)
 	source := customers(t, f.super(t, "s0"), res.Retired)
 	w.mu.Lock()

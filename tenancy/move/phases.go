@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -737,17 +738,36 @@ func (r *run) deferIndexes(ctx context.Context) error {
 	return nil
 }
 
-// restoreIndexes recreates what deferIndexes dropped, in one transaction.
+// maxIndexWorkers bounds Config.IndexWorkers: the mover's pool on a shard
+// has one more connection, which holds the schema locks.
+const maxIndexWorkers = 4
+
+// restoreIndexes recreates what deferIndexes dropped: the indexes first,
+// IndexWorkers at a time, each in its own transaction, then the constraints
+// (unique and exclusion constraints, then the foreign keys, which need the
+// indexes) in one transaction. A move that fails or crashes here starts
+// its copy over (resumePoint), so the indexes need not come back at once.
 func (r *run) restoreIndexes(ctx context.Context) error {
 	if len(r.st.Deferred) == 0 {
 		return nil
 	}
 	start := time.Now()
+	var indexes, constraints []string
+	for _, c := range r.st.Deferred {
+		if strings.HasPrefix(c, "CREATE ") { // pg_get_indexdef
+			indexes = append(indexes, c)
+		} else {
+			constraints = append(constraints, c)
+		}
+	}
+	if err := r.buildIndexes(ctx, indexes); err != nil {
+		return fmt.Errorf("shard %s: recreate indexes: %w", r.dst.shard.Name, err)
+	}
 	err := pgx.BeginFunc(ctx, r.dst.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SET LOCAL maintenance_work_mem = '256MB'"); err != nil {
 			return err
 		}
-		for _, c := range r.st.Deferred {
+		for _, c := range constraints {
 			if _, err := tx.Exec(ctx, c); err != nil {
 				return fmt.Errorf("%s: %w", c, err)
 			}
@@ -755,9 +775,59 @@ func (r *run) restoreIndexes(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("shard %s: recreate indexes and constraints: %w", r.dst.shard.Name, err)
+		return fmt.Errorf("shard %s: recreate constraints: %w", r.dst.shard.Name, err)
 	}
-	r.log.Info("move: indexes and constraints recreated", "statements", len(r.st.Deferred), "duration", time.Since(start).String())
+	r.log.Info("move: indexes and constraints recreated", "indexes", len(indexes), "constraints", len(constraints),
+		"workers", min(r.m.cfg.IndexWorkers, len(indexes)), "duration", time.Since(start).String())
 	r.st.Deferred = nil
 	return r.save(ctx)
+}
+
+// buildIndexes runs the CREATE INDEX statements on up to IndexWorkers
+// connections of the target. With more than one worker each builds
+// without parallel maintenance workers: on a small machine they would
+// compete for the same cores as the other builds (measured on 2 cores,
+// three indexes of a 146 MB table: 1.9 s two at a time, serial, against
+// 2.6 s one at a time with parallel workers).
+func (r *run) buildIndexes(ctx context.Context, stmts []string) error {
+	workers := min(r.m.cfg.IndexWorkers, len(stmts))
+	if workers == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	next := make(chan string)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for stmt := range next {
+				err := pgx.BeginFunc(ctx, r.dst.pool, func(tx pgx.Tx) error {
+					settings := "SET LOCAL maintenance_work_mem = '256MB'"
+					if workers > 1 {
+						settings += "; SET LOCAL max_parallel_maintenance_workers = 0"
+					}
+					if _, err := tx.Exec(ctx, settings); err != nil {
+						return err
+					}
+					_, err := tx.Exec(ctx, stmt)
+					return err
+				})
+				if err != nil {
+					cancel(fmt.Errorf("%s: %w", stmt, err))
+					return
+				}
+			}
+		})
+	}
+feed:
+	for _, stmt := range stmts {
+		select {
+		case next <- stmt:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	return context.Cause(ctx)
 }
