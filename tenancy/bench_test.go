@@ -182,8 +182,8 @@ func BenchmarkPointReadParallel(b *testing.B) {
 // on a machine this small the client and the server share two cores, and
 // a ratio of latencies alone does not tell which side a change moved.
 type cpuMeter struct {
-	server          *pgtest.Cluster
-	client, server0 time.Duration
+	cluster          *pgtest.Cluster
+	client0, server0 time.Duration // CPU used before the benchmark
 }
 
 func (e *pointReadEnv) startCPU(b *testing.B) cpuMeter {
@@ -191,17 +191,17 @@ func (e *pointReadEnv) startCPU(b *testing.B) cpuMeter {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return cpuMeter{server: e.server, client: fleetbench.SelfCPU(), server0: srv}
+	return cpuMeter{cluster: e.server, client0: fleetbench.SelfCPU(), server0: srv}
 }
 
 // report adds client-µs/op and server-µs/op to b's results.
 func (m cpuMeter) report(b *testing.B) {
-	srv, err := fleetbench.ServerCPU(m.server)
+	srv, err := fleetbench.ServerCPU(m.cluster)
 	if err != nil {
 		b.Fatal(err)
 	}
 	n := float64(b.N)
-	b.ReportMetric(float64((fleetbench.SelfCPU()-m.client).Microseconds())/n, "client-µs/op")
+	b.ReportMetric(float64((fleetbench.SelfCPU()-m.client0).Microseconds())/n, "client-µs/op")
 	b.ReportMetric(float64((srv-m.server0).Microseconds())/n, "server-µs/op")
 }
 
