@@ -43,7 +43,7 @@ const (
 	// Suspended: not served (tenancy.ErrTenantSuspended).
 	Suspended State = "suspended"
 	// Moving: being moved between placements; served like ReadOnly.
-	Moving State = "moving"
+	Moving State = tenancy.StateMoving
 	// Offboarded: offboarded softly (Store.Offboard): not served
 	// (tenancy.ErrTenantDeleted), its schema renamed and kept until the
 	// retention period ends; Store.RestoreOffboarded serves it again,

@@ -36,8 +36,10 @@ const readOnlyRetryAfter = time.Second
 //     (ErrShardUnavailable). When the connection broke after the statement
 //     was sent (ShardUnavailableError.Sent), a write may have been applied:
 //     that is not retryable as is;
-//   - the tenant's writes are fenced, e.g. while it moves between shards
-//     (ErrTenantReadOnly): nothing of the write was applied;
+//   - the tenant's writes are fenced while it moves between shards
+//     (a *ReadOnlyError of StateMoving): nothing of the write was applied.
+//     A tenant made read-only by an operator is not retryable: its fence
+//     stays until the operator lifts it;
 //   - an error that says when to retry, through a RetryAfter method with a
 //     positive duration: a tenant over its plan's rate (tenancy/ratelimit)
 //     or connections (tenancy/admission).
@@ -50,8 +52,9 @@ func Retryable(err error) (retryAfter time.Duration, ok bool) {
 	if errors.As(err, &unavailable) {
 		return unavailable.RetryAfter(), !unavailable.Sent
 	}
-	if errors.Is(err, ErrTenantReadOnly) {
-		return readOnlyRetryAfter, true
+	var readOnly *ReadOnlyError
+	if errors.As(err, &readOnly) {
+		return readOnlyRetryAfter, readOnly.State == StateMoving
 	}
 	var ra interface{ RetryAfter() time.Duration }
 	if errors.As(err, &ra) && ra.RetryAfter() > 0 {

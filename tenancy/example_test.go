@@ -44,7 +44,9 @@ func ExampleNewStaticResolver() {
 }
 
 func ExampleRetryable() {
-	err := fmt.Errorf("create order: %w", tenancy.ErrTenantReadOnly) // e.g. the tenant is moving between shards
+	// A write of a tenant during its move's cutover, as the driver reports it.
+	moving := &tenancy.ReadOnlyError{Tenant: tenancy.MustParseID("aaaaaaaa-0000-4000-8000-00000000000a"), State: tenancy.StateMoving}
+	err := fmt.Errorf("create order: %w", moving)
 	if after, ok := tenancy.Retryable(err); ok {
 		fmt.Println("retry in", after)
 	}

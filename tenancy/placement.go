@@ -45,7 +45,7 @@ type Limits struct {
 	// (tenancy/admission, tenancy/ratelimit) before a connection is taken,
 	// not sent to the server. Zero means the gate's default.
 	Plan         string        // plan name, for metrics and errors; keep the set of names small
-	MaxConns     int           // statements and transactions running at once on the shard
+	MaxConns     int           // statements and transactions running at once on each of the shard's pools (primary, replica, admin)
 	RatePerSec   float64       // sustained statements and transactions per second
 	Burst        int           // statements and transactions allowed at once above the rate
 	QueueTimeout time.Duration // longest wait for a connection slot before ErrTenantBusy
@@ -165,14 +165,55 @@ func (p *Placement) fenced(err error, query string) error {
 	}
 	switch {
 	case p.fence != "" && pgErr.Code == "25006":
-		return fmt.Errorf("tenant %s (state %s): %w: %w", p.Tenant, p.fence, ErrTenantReadOnly, err)
+		return &ReadOnlyError{Tenant: p.Tenant, State: p.fence, Err: err}
 	case p.fence == "" && pgErr.Code == "25006" && strings.Contains(pgErr.Message, "is being moved"):
-		return fmt.Errorf("tenant %s: writes fenced on the database for a move, which the router has not learned yet: %w: %w", p.Tenant, ErrTenantReadOnly, err)
+		return &ReadOnlyError{Tenant: p.Tenant, State: StateMoving, Err: err,
+			msg: fmt.Sprintf("tenant %s: writes fenced on the database for a move, which the router has not learned yet", p.Tenant)}
 	case p.fence == "" && pgErr.Code == "42501" && isWrite(query):
-		return fmt.Errorf("tenant %s: the database refused the write (a move's fence the router has not learned yet; if retries keep failing, check the grants of schema %s: tenantctl migrate status): %w: %w",
-			p.Tenant, p.Schema, ErrTenantReadOnly, err)
+		return &ReadOnlyError{Tenant: p.Tenant, State: StateMoving, Err: err,
+			msg: fmt.Sprintf("tenant %s: the database refused the write (a move's fence the router has not learned yet; if retries keep failing, check the grants of schema %s: tenantctl migrate status)", p.Tenant, p.Schema)}
 	}
 	return err
+}
+
+// StateMoving is the state of a tenant being moved between shards (the
+// registry's), as FenceWrites and ReadOnlyError name it: its writes are
+// fenced for the move's cutover, tens of milliseconds.
+const StateMoving = "moving"
+
+// ReadOnlyError is the error of a write refused because the tenant's writes
+// are fenced. errors.Is(err, ErrTenantReadOnly) holds for it, and errors.As
+// reaches the server's error underneath.
+type ReadOnlyError struct {
+	Tenant ID
+	// State is why: StateMoving for a move's fence, which lifts within
+	// seconds, or the tenant's state given to FenceWrites otherwise (e.g.
+	// "read_only", lifted only by an operator).
+	State string
+	// Err is the server's refusal of the write.
+	Err error
+	msg string // the driver's account of the refusal; empty: tenant and state
+}
+
+func (e *ReadOnlyError) Error() string {
+	msg := e.msg
+	if msg == "" {
+		msg = fmt.Sprintf("tenant %s (state %s)", e.Tenant, e.State)
+	}
+	msg += ": " + ErrTenantReadOnly.Error()
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Unwrap gives ErrTenantReadOnly and the server's error to errors.Is and
+// errors.As.
+func (e *ReadOnlyError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrTenantReadOnly}
+	}
+	return []error{ErrTenantReadOnly, e.Err}
 }
 
 // isWrite reports whether query starts with INSERT, UPDATE or DELETE, as

@@ -39,7 +39,9 @@ func TestRetryable(t *testing.T) {
 		{"shard unavailable, nothing sent", &tenancy.ShardUnavailableError{Shard: "s0", Tenant: tenant, Err: io.EOF}, true},
 		{"shard unavailable, wrapped", fmt.Errorf("list orders: %w", &tenancy.ShardUnavailableError{Shard: "s0", Tenant: tenant, Err: io.EOF}), true},
 		{"connection broke after the statement was sent", &tenancy.ShardUnavailableError{Shard: "s0", Tenant: tenant, Sent: true, Err: io.EOF}, false},
-		{"write fenced", fmt.Errorf("tenant %s moving: %w", tenant, tenancy.ErrTenantReadOnly), true},
+		{"write fenced for a move", fmt.Errorf("create order: %w", &tenancy.ReadOnlyError{Tenant: tenant, State: tenancy.StateMoving}), true},
+		{"tenant made read-only by an operator", &tenancy.ReadOnlyError{Tenant: tenant, State: "read_only"}, false},
+		{"read-only of unknown cause", tenancy.ErrTenantReadOnly, false},
 		{"tenant busy", busy, true},
 		{"tenant throttled", throttled, true},
 		{"no tenant", tenancy.ErrNoTenant, false},
@@ -58,6 +60,9 @@ func TestRetryable(t *testing.T) {
 				t.Fatalf("Retryable(%v): retry after %s, want a positive wait", c.err, after)
 			}
 		})
+	}
+	if !errors.Is(&tenancy.ReadOnlyError{Tenant: tenant, State: tenancy.StateMoving}, tenancy.ErrTenantReadOnly) {
+		t.Fatal("a ReadOnlyError is not ErrTenantReadOnly")
 	}
 	if !errors.Is(busy, admission.ErrTenantBusy) || !errors.Is(throttled, ratelimit.ErrThrottled) {
 		t.Fatalf("fixtures: busy = %v, throttled = %v", busy, throttled)
