@@ -132,7 +132,8 @@ func (d *Driver) route(ctx context.Context, readOnly bool) (*Placement, *pgxpool
 		if p.onAdmin == nil { // not made by NewPlacement, or its Shard changed since
 			return p, p.Shard.Admin, &p.adminScope, nil
 		}
-		return p.onAdmin, p.Shard.Admin, &p.adminScope, nil
+		// The view's pool: the one the gate counts is the one used.
+		return p.onAdmin, p.onAdmin.Shard.Pool, &p.adminScope, nil
 	case s == nil || s.tenant.IsZero():
 		return nil, nil, nil, ErrNoTenant
 	default:
@@ -141,7 +142,7 @@ func (d *Driver) route(ctx context.Context, readOnly bool) (*Placement, *pgxpool
 			return nil, nil, nil, err
 		}
 		if readOnly && p.onReplica != nil {
-			return p.onReplica, p.Shard.Replica, &p.scope, nil
+			return p.onReplica, p.onReplica.Shard.Pool, &p.scope, nil
 		}
 		return p, p.Shard.Pool, &p.scope, nil
 	}

@@ -95,18 +95,23 @@ var ErrTenantBusy = errors.New("tenancy/admission: tenant busy")
 type BusyError struct {
 	Tenant   tenancy.ID
 	Shard    string
+	Pool     string // of the shard: PoolPrimary, PoolReplica or PoolAdmin
 	Plan     string
 	Reason   string        // "queue timeout" or "queue full"
-	InFlight int           // the tenant's statements running on the shard
-	MaxConns int           // the tenant's cap on the shard
-	Queued   int           // the tenant's statements waiting on the shard
+	InFlight int           // the tenant's statements running on the pool
+	MaxConns int           // the tenant's cap on the pool
+	Queued   int           // the tenant's statements waiting for the pool
 	Waited   time.Duration // how long this one waited
 	retry    time.Duration
 }
 
 func (e *BusyError) Error() string {
-	return fmt.Sprintf("tenancy/admission: tenant %s busy on shard %q (%s): %d of %d connections in use, %d waiting, waited %s: retry after %s, make fewer concurrent calls or raise the plan's MaxConns/QueueTimeout",
-		e.Tenant, e.Shard, e.Reason, e.InFlight, e.MaxConns, e.Queued, e.Waited.Round(time.Microsecond), e.retry.Round(time.Millisecond))
+	pool := ""
+	if e.Pool != "" && e.Pool != PoolPrimary {
+		pool = " " + e.Pool + " pool"
+	}
+	return fmt.Sprintf("tenancy/admission: tenant %s busy on shard %q%s (%s): %d of %d connections in use, %d waiting, waited %s: retry after %s, make fewer concurrent calls or raise the plan's MaxConns/QueueTimeout",
+		e.Tenant, e.Shard, pool, e.Reason, e.InFlight, e.MaxConns, e.Queued, e.Waited.Round(time.Microsecond), e.retry.Round(time.Millisecond))
 }
 
 // Is makes errors.Is(err, ErrTenantBusy) true.
@@ -344,7 +349,7 @@ func (g *Gate) busy(sh *shard, t *tenant, p *tenancy.Placement, reason string, w
 	retry := time.Duration(t.cost()) * time.Duration(t.qlen+1) / time.Duration(max(t.cap, 1))
 	retry = min(max(retry, 10*time.Millisecond), 5*time.Second)
 	return &BusyError{
-		Tenant: t.id, Shard: sh.name, Plan: p.Limits.Plan, Reason: reason,
+		Tenant: t.id, Shard: sh.name, Pool: sh.pool, Plan: p.Limits.Plan, Reason: reason,
 		InFlight: t.inflight, MaxConns: t.cap, Queued: t.qlen, Waited: waited, retry: retry,
 	}
 }
