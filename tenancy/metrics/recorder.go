@@ -339,15 +339,35 @@ func (r *Recorder) Collect(ch chan<- prometheus.Metric) {
 	r.gatesMu.Lock()
 	gates := slices.Clone(r.gates)
 	r.gatesMu.Unlock()
+	// A gate keeps the state of a pool the router has since replaced (a
+	// shard's DSN changed), and several gates may watch one shard: sum per
+	// (shard, pool), so that each series is collected once.
+	type poolKey struct{ shard, pool string }
+	type poolSum struct{ capacity, inFlight, queued int }
+	var pools []poolKey
+	sums := map[poolKey]*poolSum{}
 	for _, g := range gates {
 		for _, s := range g.Stats() {
-			ch <- prometheus.MustNewConstMetric(r.shardCapacity, prometheus.GaugeValue, float64(s.Capacity), s.Shard, s.Pool)
-			ch <- prometheus.MustNewConstMetric(r.shardInFlight, prometheus.GaugeValue, float64(s.InFlight), s.Shard, s.Pool)
-			ch <- prometheus.MustNewConstMetric(r.shardQueued, prometheus.GaugeValue, float64(s.Queued), s.Shard, s.Pool)
+			k := poolKey{s.Shard, s.Pool}
+			sum := sums[k]
+			if sum == nil {
+				sum = &poolSum{}
+				sums[k] = sum
+				pools = append(pools, k)
+			}
+			sum.capacity = max(sum.capacity, s.Capacity) // a replaced pool is closed: not added
+			sum.inFlight += s.InFlight
+			sum.queued += s.Queued
 			for _, t := range s.Tenants {
 				perTenant[t.Tenant] = addSlot(perTenant[t.Tenant], slot{s.Shard, t.InFlight, t.Queued})
 			}
 		}
+	}
+	for _, k := range pools {
+		sum := sums[k]
+		ch <- prometheus.MustNewConstMetric(r.shardCapacity, prometheus.GaugeValue, float64(sum.capacity), k.shard, k.pool)
+		ch <- prometheus.MustNewConstMetric(r.shardInFlight, prometheus.GaugeValue, float64(sum.inFlight), k.shard, k.pool)
+		ch <- prometheus.MustNewConstMetric(r.shardQueued, prometheus.GaugeValue, float64(sum.queued), k.shard, k.pool)
 	}
 
 	// Busiest tenants: activity decayed with the half-life, plus what they
