@@ -790,9 +790,14 @@ func (r *run) restoreIndexes(ctx context.Context) error {
 // three indexes of a 146 MB table: 1.9 s two at a time, serial, against
 // 2.6 s one at a time with parallel workers).
 func (r *run) buildIndexes(ctx context.Context, stmts []string) error {
-	workers := min(r.m.cfg.IndexWorkers, len(stmts))
-	if workers == 0 {
+	if len(stmts) == 0 {
 		return nil
+	}
+	workers := max(1, min(r.m.cfg.IndexWorkers, len(stmts)))
+	// The one build of before had 256 MB: the workers share it.
+	settings := fmt.Sprintf("SET LOCAL maintenance_work_mem = '%dMB'", max(64, 256/workers))
+	if workers > 1 {
+		settings += "; SET LOCAL max_parallel_maintenance_workers = 0"
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -802,10 +807,6 @@ func (r *run) buildIndexes(ctx context.Context, stmts []string) error {
 		wg.Go(func() {
 			for stmt := range next {
 				err := pgx.BeginFunc(ctx, r.dst.pool, func(tx pgx.Tx) error {
-					settings := "SET LOCAL maintenance_work_mem = '256MB'"
-					if workers > 1 {
-						settings += "; SET LOCAL max_parallel_maintenance_workers = 0"
-					}
 					if _, err := tx.Exec(ctx, settings); err != nil {
 						return err
 					}
