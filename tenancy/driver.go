@@ -126,13 +126,11 @@ func (d *Driver) route(ctx context.Context, readOnly bool) (*Placement, *pgxpool
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		if p.Shard.Admin == nil {
+		// The views are made by NewPlacement from the shard's pools; the
+		// pool used is the view's, which is the one the gate counts.
+		if p.onAdmin == nil {
 			return nil, nil, nil, fmt.Errorf("%w: shard %q has no admin pool for unscoped access", ErrInvalidPlacement, p.Shard.Name)
 		}
-		if p.onAdmin == nil { // not made by NewPlacement, or its Shard changed since
-			return p, p.Shard.Admin, &p.adminScope, nil
-		}
-		// The view's pool: the one the gate counts is the one used.
 		return p.onAdmin, p.onAdmin.Shard.Pool, &p.adminScope, nil
 	case s == nil || s.tenant.IsZero():
 		return nil, nil, nil, ErrNoTenant

@@ -73,7 +73,7 @@ type Placement struct {
 	adminScope scopeValues
 
 	fence   string // non-empty: writes are fenced; the tenant's state, for errors
-	replica bool   // read-only transactions may run on Shard.Replica
+	replica bool   // ReplicaReads was given; onReplica says whether it applies
 
 	// onReplica and onAdmin are the placement as a Gate sees work that
 	// runs on the shard's replica or admin pool: the same tenant, schema
@@ -111,7 +111,7 @@ func (p *Placement) Fenced() (state string, ok bool) { return p.fence, p.fence !
 
 // ReadsFromReplica reports whether read-only transactions of the placement
 // run on its shard's replica.
-func (p *Placement) ReadsFromReplica() bool { return p.replica && p.Shard.Replica != nil }
+func (p *Placement) ReadsFromReplica() bool { return p.onReplica != nil }
 
 // Errors of tenants that cannot be served as usual. A Resolver returns
 // ErrTenantSuspended and ErrTenantDeleted instead of a placement; the Driver
