@@ -760,10 +760,11 @@ func (r *run) restoreIndexes(ctx context.Context) error {
 			constraints = append(constraints, c)
 		}
 	}
-	if err := r.buildIndexes(ctx, indexes); err != nil {
+	workers, err := r.buildIndexes(ctx, indexes)
+	if err != nil {
 		return fmt.Errorf("shard %s: recreate indexes: %w", r.dst.shard.Name, err)
 	}
-	err := pgx.BeginFunc(ctx, r.dst.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, r.dst.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SET LOCAL maintenance_work_mem = '256MB'"); err != nil {
 			return err
 		}
@@ -778,22 +779,22 @@ func (r *run) restoreIndexes(ctx context.Context) error {
 		return fmt.Errorf("shard %s: recreate constraints: %w", r.dst.shard.Name, err)
 	}
 	r.log.Info("move: indexes and constraints recreated", "indexes", len(indexes), "constraints", len(constraints),
-		"workers", min(r.m.cfg.IndexWorkers, len(indexes)), "duration", time.Since(start).String())
+		"workers", workers, "duration", time.Since(start).String())
 	r.st.Deferred = nil
 	return r.save(ctx)
 }
 
 // buildIndexes runs the CREATE INDEX statements on up to IndexWorkers
-// connections of the target. With more than one worker each builds
+// connections of the target and says how many it used. With more than one worker each builds
 // without parallel maintenance workers: on a small machine they would
 // compete for the same cores as the other builds (measured on 2 cores,
 // three indexes of a 146 MB table: 1.9 s two at a time, serial, against
 // 2.6 s one at a time with parallel workers).
-func (r *run) buildIndexes(ctx context.Context, stmts []string) error {
+func (r *run) buildIndexes(ctx context.Context, stmts []string) (workers int, err error) {
 	if len(stmts) == 0 {
-		return nil
+		return 0, nil
 	}
-	workers := max(1, min(r.m.cfg.IndexWorkers, len(stmts)))
+	workers = max(1, min(r.m.cfg.IndexWorkers, len(stmts)))
 	// The one build of before had 256 MB: the workers share it.
 	settings := fmt.Sprintf("SET LOCAL maintenance_work_mem = '%dMB'", max(64, 256/workers))
 	if workers > 1 {
@@ -830,5 +831,5 @@ feed:
 	}
 	close(next)
 	wg.Wait()
-	return context.Cause(ctx)
+	return workers, context.Cause(ctx)
 }
