@@ -15,12 +15,18 @@
 //     creates the target schema at the desired state through the registry's
 //     provisioning path ([Config].Apply, normally provision.ApplySchema),
 //     without data.
-//   - copy: on the source, a publication FOR TABLES IN SCHEMA and a
-//     replication slot created beforehand (pg_create_logical_replication_slot),
-//     so that both shards may be databases of one cluster; on the target, a
-//     subscription WITH (create_slot = false, slot_name = …, copy_data =
-//     true, synchronous_commit = on); waits until every table is
-//     synchronized.
+//   - copy: on the source, a publication FOR TABLES IN SCHEMA and the
+//     replication slot, created on a replication connection that exports
+//     its snapshot (CREATE_REPLICATION_SLOT … (SNAPSHOT 'export')), so that
+//     both shards may be databases of one cluster; the target's indexes
+//     and constraints, primary keys included, are dropped; the mover
+//     copies every table as of the slot's snapshot ([Config].CopyWorkers
+//     tables at a time, binary COPY TO in transactions that imported the
+//     snapshot, COPY FROM into the target, streamed through the mover),
+//     rebuilds the indexes ([Config].IndexWorkers at a time) and
+//     constraints, then creates the subscription WITH (create_slot = false,
+//     slot_name = …, copy_data = false, synchronous_commit = on), which
+//     applies what the source committed after the snapshot.
 //   - catchup: waits until the slot's confirmed position is within
 //     [Config].CatchupLag of the source's current WAL position.
 //   - fence: the registry state becomes moving (routers then refuse writes
@@ -113,8 +119,9 @@
 // subscriptions (a superuser on PostgreSQL 15), and the source DSN is
 // stored in the target's subscription (pg_subscription, readable by
 // superusers only). Shards need wal_level = logical and room for one
-// replication slot, one walsender and up to three replication workers per
-// concurrent move (plus max_sync_workers_per_subscription table syncs).
+// replication slot, one walsender and one apply worker per concurrent
+// move, and during its copy one replication connection to the source and
+// [Config].CopyWorkers connections to each shard.
 //
 // Progress goes to [Config].Progress (a line redrawn in place), logs to
 // [Config].Logger (one line per phase), metrics to [Metrics].

@@ -71,7 +71,7 @@ func TestKillTargetMidCopy(t *testing.T) {
 			defer conn.Close(context.Background())
 			for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
 				var copying bool
-				if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_subscription_rel WHERE srsubstate = 'd')").Scan(&copying); err != nil {
+				if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_stat_progress_copy WHERE command = 'COPY FROM' AND tuples_processed > 0)").Scan(&copying); err != nil {
 					killErr <- err
 					return
 				}

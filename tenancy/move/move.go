@@ -79,6 +79,10 @@ type Config struct {
 	CatchupLag int64
 	// CopyTimeout bounds the snapshot copy plus catch-up (default 1 h).
 	CopyTimeout time.Duration
+	// CopyWorkers is how many tables the snapshot copy streams at a time,
+	// each on a connection to either shard (default 2, at most 4). A table
+	// is one stream.
+	CopyWorkers int
 	// IndexWorkers is how many connections rebuild the target's secondary
 	// indexes after the snapshot copy, each building one index at a time
 	// without PostgreSQL's parallel maintenance workers (default 2, at most
@@ -134,7 +138,11 @@ func (c *Config) defaults() error {
 	if c.IndexWorkers <= 0 {
 		c.IndexWorkers = 2
 	}
-	c.IndexWorkers = min(c.IndexWorkers, maxIndexWorkers)
+	c.IndexWorkers = min(c.IndexWorkers, maxWorkers)
+	if c.CopyWorkers <= 0 {
+		c.CopyWorkers = 2
+	}
+	c.CopyWorkers = min(c.CopyWorkers, maxWorkers)
 	def(&c.DrainTimeout, 2*time.Second)
 	def(&c.SyncTimeout, 30*time.Second)
 	def(&c.HeartbeatInterval, time.Second)
@@ -739,7 +747,7 @@ func (m *Mover) connect(ctx context.Context, shard string) (*shardConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("move: shard %s: %w", shard, err)
 	}
-	cfg.MaxConns = maxIndexWorkers + 1 // one of them holds the schema locks
+	cfg.MaxConns = maxWorkers + 2 // one holds the schema locks, one reads progress
 	cfg.MinConns = 0
 	cfg.ConnConfig.RuntimeParams["application_name"] = "tenantry-move"
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second

@@ -48,24 +48,32 @@ func literal(s string) string           { return "'" + strings.ReplaceAll(s, "'"
 
 // table is a table of the tenant's schema.
 type table struct {
-	Name    string
-	Columns []string // not dropped, not generated, sorted by name
+	Name        string
+	Columns     []string // not dropped, not generated, sorted by name
+	Types       []uint32 // the columns' type oids
+	Partitioned bool
+	Bytes       int64 // heap and TOAST
 }
 
 // readTables lists the ordinary and partitioned tables of a schema with
 // their columns (partitions are read through their parent).
 func readTables(ctx context.Context, c *shardConn, schema string) ([]table, error) {
-	rows, err := c.pool.Query(ctx, `SELECT c.relname::text, coalesce(array_agg(a.attname::text ORDER BY a.attname) FILTER (WHERE a.attnum > 0), '{}')
+	rows, err := c.pool.Query(ctx, `SELECT c.relname::text,
+			coalesce(array_agg(a.attname::text ORDER BY a.attname) FILTER (WHERE a.attnum > 0), '{}'),
+			coalesce(array_agg(a.atttypid ORDER BY a.attname) FILTER (WHERE a.attnum > 0), '{}'),
+			c.relkind = 'p',
+			CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(pg_table_size(p.relid)), 0) FROM pg_partition_tree(c.oid) p)
+			     ELSE pg_table_size(c.oid) END::int8
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
 		WHERE n.nspname = $1 AND (c.relkind = 'p' OR (c.relkind = 'r' AND NOT c.relispartition)) AND c.relname <> $2
-		GROUP BY c.relname ORDER BY c.relname`, schema, markerTable)
+		GROUP BY c.oid, c.relname, c.relkind ORDER BY c.relname`, schema, markerTable)
 	if err != nil {
 		return nil, fmt.Errorf("shard %s: tables of %s: %w", c.shard.Name, schema, err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (table, error) {
 		var t table
-		err := r.Scan(&t.Name, &t.Columns)
+		err := r.Scan(&t.Name, &t.Columns, &t.Types, &t.Partitioned, &t.Bytes)
 		return t, err
 	})
 	if err != nil {

@@ -1,6 +1,7 @@
 package move
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -150,8 +151,10 @@ func (r *run) leftoverTarget(ctx context.Context) (bool, error) {
 	return false, nil
 }
 
-// copy publishes the tenant's tables, creates the slot on the source and
-// the subscription on the target, and waits for the snapshot copy.
+// copy publishes the tenant's tables, creates the slot on the source with
+// an exported snapshot, copies the tables as of that snapshot (copy.go),
+// rebuilds the target's indexes and constraints, and creates the
+// subscription that applies what was committed since.
 func (r *run) copy(ctx context.Context) error {
 	if err := r.cleanupReplication(ctx); err != nil {
 		return err
@@ -167,67 +170,58 @@ func (r *run) copy(ctx context.Context) error {
 	if err := r.src.exec(ctx, pub); err != nil {
 		return fmt.Errorf("create publication: %w", err)
 	}
-	// Pre-created: CREATE SUBSCRIPTION cannot create a slot in its own
-	// cluster (it would wait for its own transaction).
-	if err := r.src.exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", r.names.slot); err != nil {
-		return fmt.Errorf("create replication slot: %w", err)
+	jobs, err := r.copyJobs(ctx)
+	if err != nil {
+		return err
 	}
 	var total int64
-	var err error
 	if !r.st.Shared { // a shared schema's size is not the tenant's
-		if total, err = tableBytes(ctx, r.src, r.st.From.Schema); err != nil {
-			return err
+		for _, j := range jobs {
+			total += j.bytes
 		}
 	}
 	start := time.Now()
-	if err := r.deferIndexes(ctx); err != nil {
+	sizes := make(map[string]int64, len(jobs))
+	for _, j := range jobs {
+		sizes[j.table] = j.bytes
+	}
+	if err := r.deferIndexes(ctx, sizes); err != nil {
+		return err
+	}
+	snapshot, slotConn, err := r.exportSlot(ctx)
+	if err != nil {
+		return err
+	}
+	defer slotConn.Close(context.WithoutCancel(ctx))
+	stop := make(chan struct{})
+	var progress sync.WaitGroup
+	progress.Go(func() { r.copyProgress(ctx, stop, start, total) })
+	rows, err := r.copyTables(ctx, snapshot, jobs)
+	close(stop)
+	progress.Wait()
+	if err != nil {
+		return err
+	}
+	slotConn.Close(ctx) // the snapshot has served
+	r.log.Info("move: tables copied", "tables", len(jobs), "rows", rows, "workers", max(1, min(r.m.cfg.CopyWorkers, len(jobs))),
+		"duration", time.Since(start).String())
+	if err := r.restoreIndexes(ctx); err != nil {
 		return err
 	}
 	err = r.dst.exec(ctx, "CREATE SUBSCRIPTION "+ident(r.names.subscription)+
 		" CONNECTION "+literal(r.src.shard.DSN)+
 		" PUBLICATION "+ident(r.names.publication)+
-		" WITH (create_slot = false, slot_name = "+literal(r.names.slot)+", copy_data = true, synchronous_commit = 'on')")
+		" WITH (create_slot = false, slot_name = "+literal(r.names.slot)+", copy_data = false, synchronous_commit = 'on')")
 	if err != nil {
 		return fmt.Errorf("create subscription: %w", err)
 	}
 	if err := r.dst.pool.QueryRow(ctx, "SELECT oid FROM pg_subscription WHERE subname = $1", r.names.subscription).Scan(&r.st.SubOID); err != nil {
 		return fmt.Errorf("shard %s: subscription: %w", r.dst.shard.Name, err)
 	}
-	if err := r.save(ctx); err != nil {
+	if ready, err := r.subscriptionReady(ctx); err != nil {
 		return err
-	}
-	deadline := start.Add(r.m.cfg.CopyTimeout)
-	for tick := 0; ; tick++ {
-		ready, err := r.subscriptionReady(ctx)
-		if err != nil {
-			return err
-		}
-		if ready {
-			break
-		}
-		if n, err := r.subscriptionErrors(ctx); err != nil {
-			return err
-		} else if n > 0 {
-			return fmt.Errorf("%w: %d errors copying the tables to shard %s", ErrReplication, n, r.dst.shard.Name)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: copy not done after %s", ErrTimeout, r.m.cfg.CopyTimeout)
-		}
-		if tick%5 == 0 && r.m.cfg.Progress != nil {
-			done, _ := tableBytes(ctx, r.dst, r.dstSchema())
-			secs := time.Since(start).Seconds()
-			if total > 0 {
-				r.progress("%s: copy %s / %s (%.1f MB/s)", r.tenant.Slug, mb(done), mb(total), float64(done)/1e6/max(secs, 1e-3))
-			} else {
-				r.progress("%s: copy %s (%.1f MB/s)", r.tenant.Slug, mb(done), float64(done)/1e6/max(secs, 1e-3))
-			}
-		}
-		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
-			return err
-		}
-	}
-	if err := r.restoreIndexes(ctx); err != nil {
-		return err
+	} else if !ready {
+		return fmt.Errorf("%w: subscription %s on shard %s has tables to synchronize after a copy without data", ErrReplication, r.names.subscription, r.dst.shard.Name)
 	}
 	r.st.CopyNanos = time.Since(start)
 	if r.st.Shared {
@@ -240,6 +234,33 @@ func (r *run) copy(ctx context.Context) error {
 	r.log.Info("move: copied", "bytes", total, "duration", r.st.CopyNanos.String(),
 		"mb_per_s", fmt.Sprintf("%.1f", float64(total)/1e6/max(r.st.CopyNanos.Seconds(), 1e-3)))
 	return r.save(ctx)
+}
+
+// copyProgress redraws the copy's progress every 250 ms until stop is
+// closed, from the size of the target's tables.
+func (r *run) copyProgress(ctx context.Context, stop <-chan struct{}, start time.Time, total int64) {
+	if r.m.cfg.Progress == nil {
+		return
+	}
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		n, err := tableBytes(ctx, r.dst, r.dstSchema())
+		if err != nil {
+			continue
+		}
+		secs := max(time.Since(start).Seconds(), 1e-3)
+		if total > 0 {
+			r.progress("%s: copy %s / %s (%.1f MB/s)", r.tenant.Slug, mb(n), mb(total), float64(n)/1e6/secs)
+		} else {
+			r.progress("%s: copy %s (%.1f MB/s)", r.tenant.Slug, mb(n), float64(n)/1e6/secs)
+		}
+	}
 }
 
 func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
@@ -679,48 +700,73 @@ func (r *run) rollback(ctx context.Context) error {
 // by the apply worker anyway (it runs as a replica), and are validated
 // when they come back.
 const deferredSQL = `
-SELECT 1 AS ord, format('ALTER TABLE %I.%I DROP CONSTRAINT %I', n.nspname, c.relname, k.conname),
+SELECT 1 AS ord, c.relname::text, format('ALTER TABLE %I.%I DROP CONSTRAINT %I', n.nspname, c.relname, k.conname),
        format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', n.nspname, c.relname, k.conname, pg_get_constraintdef(k.oid))
 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND k.contype = 'f'
 UNION ALL
-SELECT 2, format('ALTER TABLE %I.%I DROP CONSTRAINT %I', n.nspname, c.relname, k.conname),
-       format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', n.nspname, c.relname, k.conname, pg_get_constraintdef(k.oid))
+SELECT 2, c.relname::text, format('ALTER TABLE %I.%I DROP CONSTRAINT %I', n.nspname, c.relname, k.conname),
+       CASE WHEN c.relkind = 'r' AND k.contype IN ('p', 'u') THEN
+         format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s USING INDEX %I%s', n.nspname, c.relname, k.conname,
+                CASE k.contype WHEN 'p' THEN 'PRIMARY KEY' ELSE 'UNIQUE' END, i.relname,
+                CASE WHEN k.condeferred THEN ' DEFERRABLE INITIALLY DEFERRED' WHEN k.condeferrable THEN ' DEFERRABLE' ELSE '' END)
+       ELSE format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', n.nspname, c.relname, k.conname, pg_get_constraintdef(k.oid)) END
 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = $1 AND k.contype IN ('u', 'x')
+LEFT JOIN pg_class i ON i.oid = k.conindid
+WHERE n.nspname = $1 AND k.contype IN ('p', 'u', 'x') AND c.relname <> $2
 UNION ALL
-SELECT 3, format('DROP INDEX %I.%I', n.nspname, i.relname), pg_get_indexdef(i.oid)
+SELECT 3, c.relname::text, '', pg_get_indexdef(k.conindid)
+FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND k.contype IN ('p', 'u') AND c.relkind = 'r' AND c.relname <> $2
+UNION ALL
+SELECT 3, c.relname::text, format('DROP INDEX %I.%I', n.nspname, i.relname), pg_get_indexdef(i.oid)
 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND NOT x.indisprimary AND c.relname <> $2
   AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = x.indexrelid AND k.conrelid = x.indrelid)
-ORDER BY 1, 2`
+ORDER BY 1, 3`
 
-// deferIndexes drops the target's secondary indexes and constraints for
-// the copy, recording how to recreate them.
-func (r *run) deferIndexes(ctx context.Context) error {
+// deferIndexes drops the target's indexes and constraints, primary keys
+// included, for the copy, recording how to recreate them. The copy fills
+// bare tables; the subscription, which needs the keys to apply updates and
+// deletes, is created after they are back.
+func (r *run) deferIndexes(ctx context.Context, sizes map[string]int64) error {
 	rows, err := r.dst.pool.Query(ctx, deferredSQL, r.dstSchema(), markerTable)
 	if err != nil {
 		return fmt.Errorf("shard %s: indexes of %s: %w", r.dst.shard.Name, r.st.To.Schema, err)
 	}
-	var drops, creates []string
+	type deferred struct {
+		ord         int
+		table, stmt string
+	}
+	var drops []string
+	var creates []deferred
 	for rows.Next() {
-		var ord int
-		var drop, create string
-		if err := rows.Scan(&ord, &drop, &create); err != nil {
+		var d deferred
+		var drop string
+		if err := rows.Scan(&d.ord, &d.table, &drop, &d.stmt); err != nil {
 			rows.Close()
 			return err
 		}
-		drops = append(drops, drop)
-		creates = append(creates, create)
+		if drop != "" { // a constraint's index goes with its constraint
+			drops = append(drops, drop)
+		}
+		creates = append(creates, d)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("shard %s: indexes of %s: %w", r.dst.shard.Name, r.st.To.Schema, err)
 	}
-	// Recreate in the reverse order: indexes and unique constraints before
-	// the foreign keys that need them.
-	slices.Reverse(creates)
-	r.st.Deferred = creates
+	// Recreate in the reverse order: indexes before the constraints that
+	// take them over, and those before the foreign keys that need them.
+	// The indexes of the largest tables first, so that the workers
+	// building them end close together.
+	slices.SortStableFunc(creates, func(a, b deferred) int {
+		return cmp.Or(cmp.Compare(b.ord, a.ord), cmp.Compare(sizes[b.table], sizes[a.table]))
+	})
+	r.st.Deferred = make([]string, 0, len(creates))
+	for _, d := range creates {
+		r.st.Deferred = append(r.st.Deferred, d.stmt)
+	}
 	if err := r.save(ctx); err != nil {
 		return err
 	}
@@ -738,9 +784,10 @@ func (r *run) deferIndexes(ctx context.Context) error {
 	return nil
 }
 
-// maxIndexWorkers bounds Config.IndexWorkers: the mover's pool on a shard
-// has one more connection, which holds the schema locks.
-const maxIndexWorkers = 4
+// maxWorkers bounds Config.CopyWorkers and Config.IndexWorkers. The
+// mover's pool on a shard has two connections more: one holds the schema
+// locks, one reads the copy's progress.
+const maxWorkers = 4
 
 // restoreIndexes recreates what deferIndexes dropped: the indexes first,
 // IndexWorkers at a time, each in its own transaction, then the constraints
