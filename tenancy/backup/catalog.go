@@ -51,7 +51,7 @@ func readTables(ctx context.Context, q querier, schema string) ([]*tableInfo, er
 	rows, err := q.Query(ctx, `SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attidentity <> '', a.attgenerated <> ''
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-		WHERE n.nspname = $1 AND (c.relkind = 'p' OR (c.relkind = 'r' AND NOT c.relispartition))
+		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
 		ORDER BY c.relname, a.attnum`, schema)
 	if err != nil {
 		return nil, fmt.Errorf("read tables of %s: %w", schema, err)
@@ -260,35 +260,3 @@ func firstWords(s string) string {
 // openDB returns a database/sql handle on the pool, for migrate. Closing it
 // leaves the pool open.
 func openDB(pool *pgxpool.Pool) *sql.DB { return stdlib.OpenDBFromPool(pool) }
-
-// foreignKey is a foreign key constraint as pg_get_constraintdef prints it
-// (with an empty search_path: every table qualified).
-type foreignKey struct{ table, name, def string }
-
-// dropForeignKeys drops the foreign keys of a schema's tables and returns
-// their definitions in creation order.
-func dropForeignKeys(ctx context.Context, q querier, schema string) ([]foreignKey, error) {
-	rows, err := q.Query(ctx, `SELECT c.relname::text, k.conname::text, pg_get_constraintdef(k.oid)
-		FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE k.contype = 'f' AND n.nspname = $1 ORDER BY k.oid`, schema)
-	if err != nil {
-		return nil, fmt.Errorf("read foreign keys of %s: %w", schema, err)
-	}
-	var fks []foreignKey
-	for rows.Next() {
-		var fk foreignKey
-		if err := rows.Scan(&fk.table, &fk.name, &fk.def); err != nil {
-			return nil, err
-		}
-		fks = append(fks, fk)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read foreign keys of %s: %w", schema, err)
-	}
-	for _, fk := range fks {
-		if _, err := q.Exec(ctx, "ALTER TABLE "+qualified(schema, fk.table)+" DROP CONSTRAINT "+ident(fk.name)); err != nil {
-			return nil, fmt.Errorf("drop foreign key %s of %s: %w", fk.name, fk.table, err)
-		}
-	}
-	return fks, nil
-}
