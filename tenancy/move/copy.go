@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -103,7 +104,7 @@ func (r *run) copyStatements(src, dst table) copyJob {
 	var out string
 	switch {
 	case r.st.Shared:
-		out = "COPY (SELECT " + strings.Join(cols, ", ") + " FROM " + from +
+		out = "COPY (SELECT " + strings.Join(cols, ", ") + " FROM " + only(src) + from +
 			" WHERE tenant_id = " + literal(r.tenant.ID.String()) + "::uuid) TO STDOUT" + format
 	case src.Partitioned:
 		out = "COPY (SELECT " + strings.Join(cols, ", ") + " FROM " + from + ") TO STDOUT" + format
@@ -179,6 +180,9 @@ func (r *run) copyWorker(ctx context.Context, snapshot string, jobs <-chan copyJ
 	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+literal(snapshot)); err != nil {
 		return fmt.Errorf("shard %s: import the slot's snapshot: %w", r.src.shard.Name, err)
 	}
+	if _, err := tx.Exec(ctx, textSettings); err != nil {
+		return fmt.Errorf("shard %s: %w", r.src.shard.Name, err)
+	}
 	dc, err := r.dst.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("shard %s: %w", r.dst.shard.Name, err)
@@ -195,6 +199,11 @@ func (r *run) copyWorker(ctx context.Context, snapshot string, jobs <-chan copyJ
 	}
 	return nil
 }
+
+// textSettings fix how text COPY writes and reads dates, intervals and
+// floats on both sides, whatever each server's defaults (as PostgreSQL's
+// table sync does).
+const textSettings = "SET LOCAL datestyle = ISO; SET LOCAL intervalstyle = postgres; SET LOCAL extra_float_digits = 3"
 
 // copyBuffer batches the source's rows (one COPY message each) into the
 // pipe to the target.
@@ -217,7 +226,7 @@ func (r *run) copyTable(ctx context.Context, src *pgconn.PgConn, dst *pgxpool.Co
 	}()
 	var n int64
 	inErr := pgx.BeginFunc(ctx, dst, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
+		if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica; "+textSettings); err != nil {
 			return err
 		}
 		tag, err := tx.Conn().PgConn().CopyFrom(ctx, pr, j.in)
@@ -225,7 +234,7 @@ func (r *run) copyTable(ctx context.Context, src *pgconn.PgConn, dst *pgxpool.Co
 		return err
 	})
 	pr.CloseWithError(errTargetStopped) // the source's side stops if the target's did
-	if err := <-outErr; err != nil && err != errTargetStopped {
+	if err := <-outErr; err != nil && !errors.Is(err, errTargetStopped) {
 		return 0, fmt.Errorf("shard %s: copy %s out: %w", r.src.shard.Name, j.table, err)
 	}
 	if inErr != nil {
@@ -234,4 +243,4 @@ func (r *run) copyTable(ctx context.Context, src *pgconn.PgConn, dst *pgxpool.Co
 	return n, nil
 }
 
-var errTargetStopped = fmt.Errorf("the target stopped reading")
+var errTargetStopped = errors.New("the target stopped reading")

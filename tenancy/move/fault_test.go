@@ -272,3 +272,27 @@ func TestMoveToDedicated(t *testing.T) {
 	require.Equal(t, uint64(1), counts["tenantry_move_copy_duration_seconds"])
 	require.Equal(t, uint64(8), counts["tenantry_move_phase_duration_seconds"], "one per phase")
 }
+
+// TestCopyTimeout: a copy that outlasts Config.CopyTimeout fails with
+// ErrTimeout and rolls back; the tenant stays served by its source.
+func TestCopyTimeout(t *testing.T) {
+	ctx := context.Background()
+	f := newFleet(t, twoShards(t)...)
+	client := clientOf(f.router(t))
+	tn := f.tenant(t, "s0")
+	seed(t, client, tn.ID, 3)
+	m := f.mover(t, move.Config{CopyTimeout: time.Millisecond})
+	_, err := m.Move(ctx, move.Request{Tenant: tn.Slug, Shard: "s1"})
+	require.ErrorIs(t, err, move.ErrTimeout)
+	var perr *move.PhaseError
+	require.ErrorAs(t, err, &perr)
+	require.Equal(t, move.PhaseCopy, perr.Phase)
+	require.True(t, perr.RolledBack)
+	require.NoError(t, perr.Cleanup)
+	got, err := f.store.Tenant(ctx, tn.Slug)
+	require.NoError(t, err)
+	require.Equal(t, "s0", got.Placement.Shard)
+	require.Empty(t, f.leftovers(t, "s0", tn.ID))
+	require.Empty(t, f.leftovers(t, "s1", tn.ID))
+	client.Customer.Create().SetName("after").SetEmail("after@example.com").SaveX(ctxOf(tn.ID))
+}

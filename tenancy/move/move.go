@@ -77,14 +77,15 @@ type Config struct {
 	// CatchupLag is the replication lag (bytes of the source's WAL) under
 	// which the mover fences writes (default 1 MiB).
 	CatchupLag int64
-	// CopyTimeout bounds the snapshot copy plus catch-up (default 1 h).
+	// CopyTimeout bounds the snapshot copy with its index rebuild, and
+	// then the catch-up (default 1 h each).
 	CopyTimeout time.Duration
 	// CopyWorkers is how many tables the snapshot copy streams at a time,
 	// each on a connection to either shard (default 2, at most 4). A table
 	// is one stream.
 	CopyWorkers int
-	// IndexWorkers is how many connections rebuild the target's secondary
-	// indexes after the snapshot copy, each building one index at a time
+	// IndexWorkers is how many connections rebuild the target's indexes
+	// (primary keys included) after the snapshot copy, each building one index at a time
 	// without PostgreSQL's parallel maintenance workers (default 2, at most
 	// 4). On a 2-core shard two serial builds side by side beat one build
 	// after the other with parallel workers by about a quarter; raise it
@@ -210,7 +211,7 @@ type state struct {
 	// To.Schema at the flip.
 	Shared  bool   `json:"shared,omitempty"`
 	Staging string `json:"staging,omitempty"`
-	// Deferred are the statements that recreate the target's secondary
+	// Deferred are the statements that recreate the target's
 	// indexes and constraints, dropped for the copy.
 	Deferred    []string      `json:"deferred,omitempty"`
 	FenceLSN    string        `json:"fence_lsn,omitempty"`

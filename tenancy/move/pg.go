@@ -55,6 +55,15 @@ type table struct {
 	Bytes       int64 // heap and TOAST
 }
 
+// only is "ONLY " for a plain table: its rows without those of tables
+// that inherit from it. A partitioned table's rows are its partitions'.
+func only(t table) string {
+	if t.Partitioned {
+		return ""
+	}
+	return "ONLY "
+}
+
 // readTables lists the ordinary and partitioned tables of a schema with
 // their columns (partitions are read through their parent).
 func readTables(ctx context.Context, c *shardConn, schema string) ([]table, error) {
@@ -66,7 +75,7 @@ func readTables(ctx context.Context, c *shardConn, schema string) ([]table, erro
 			     ELSE pg_table_size(c.oid) END::int8
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-		WHERE n.nspname = $1 AND (c.relkind = 'p' OR (c.relkind = 'r' AND NOT c.relispartition)) AND c.relname <> $2
+		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relname <> $2
 		GROUP BY c.oid, c.relname, c.relkind ORDER BY c.relname`, schema, markerTable)
 	if err != nil {
 		return nil, fmt.Errorf("shard %s: tables of %s: %w", c.shard.Name, schema, err)
@@ -309,8 +318,8 @@ func (s *snapshot) hash(ctx context.Context, schema string, t table, where strin
 	if len(cols) == 1 {
 		row = "ROW(" + cols[0] + ", NULL)"
 	}
-	err = s.tx.QueryRow(ctx, `SELECT count(*), coalesce(sum(('x' || substr(md5(`+row+`::text), 1, 16))::bit(64)::int8), 0)::text FROM ONLY `+
-		qualified(schema, t.Name)+where).Scan(&rows, &sum)
+	err = s.tx.QueryRow(ctx, `SELECT count(*), coalesce(sum(('x' || substr(md5(`+row+`::text), 1, 16))::bit(64)::int8), 0)::text FROM `+
+		only(t)+qualified(schema, t.Name)+where).Scan(&rows, &sum)
 	return rows, sum, err
 }
 

@@ -1,18 +1,17 @@
 package move
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tenantry/tenantry/internal/pgddl"
 	"github.com/tenantry/tenantry/registry"
 	"github.com/tenantry/tenantry/tenancy/backup"
 )
@@ -188,25 +187,39 @@ func (r *run) copy(ctx context.Context) error {
 	if err := r.deferIndexes(ctx, sizes); err != nil {
 		return err
 	}
-	snapshot, slotConn, err := r.exportSlot(ctx)
-	if err != nil {
+	// The copy and the rebuild have CopyTimeout (as the catch-up has).
+	copyCtx, cancel := context.WithTimeoutCause(ctx, r.m.cfg.CopyTimeout,
+		fmt.Errorf("%w: copy not done after %s", ErrTimeout, r.m.cfg.CopyTimeout))
+	defer cancel()
+	timedOut := func(err error) error {
+		if cause := context.Cause(copyCtx); ctx.Err() == nil && errors.Is(cause, ErrTimeout) {
+			return cause
+		}
 		return err
 	}
-	defer slotConn.Close(context.WithoutCancel(ctx))
+	snapshot, slotConn, err := r.exportSlot(copyCtx)
+	if err != nil {
+		return timedOut(err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		slotConn.Close(cctx)
+	}()
 	stop := make(chan struct{})
 	var progress sync.WaitGroup
-	progress.Go(func() { r.copyProgress(ctx, stop, start, total) })
-	rows, err := r.copyTables(ctx, snapshot, jobs)
+	progress.Go(func() { r.copyProgress(copyCtx, stop, start, total) })
+	rows, err := r.copyTables(copyCtx, snapshot, jobs)
 	close(stop)
 	progress.Wait()
 	if err != nil {
-		return err
+		return timedOut(err)
 	}
 	slotConn.Close(ctx) // the snapshot has served
 	r.log.Info("move: tables copied", "tables", len(jobs), "rows", rows, "workers", max(1, min(r.m.cfg.CopyWorkers, len(jobs))),
 		"duration", time.Since(start).String())
-	if err := r.restoreIndexes(ctx); err != nil {
-		return err
+	if err := r.restoreIndexes(copyCtx); err != nil {
+		return timedOut(err)
 	}
 	err = r.dst.exec(ctx, "CREATE SUBSCRIPTION "+ident(r.names.subscription)+
 		" CONNECTION "+literal(r.src.shard.DSN)+
@@ -692,88 +705,23 @@ func (r *run) rollback(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// deferredSQL lists, for the target schema, the statements that drop its
-// foreign keys, unique and exclusion constraints and secondary indexes
-// (primary keys stay: the apply worker finds rows by them) and those that
-// recreate them. Building an index over loaded rows is much faster than
-// maintaining it row by row during the copy; constraints are not checked
-// by the apply worker anyway (it runs as a replica), and are validated
-// when they come back.
-const deferredSQL = `
-SELECT 1 AS ord, c.relname::text, format('ALTER TABLE %I.%I DROP CONSTRAINT %I', n.nspname, c.relname, k.conname),
-       format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', n.nspname, c.relname, k.conname, pg_get_constraintdef(k.oid))
-FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = $1 AND k.contype = 'f'
-UNION ALL
-SELECT 2, c.relname::text, format('ALTER TABLE %I.%I DROP CONSTRAINT %I', n.nspname, c.relname, k.conname),
-       CASE WHEN c.relkind = 'r' AND k.contype IN ('p', 'u') THEN
-         format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s USING INDEX %I%s', n.nspname, c.relname, k.conname,
-                CASE k.contype WHEN 'p' THEN 'PRIMARY KEY' ELSE 'UNIQUE' END, i.relname,
-                CASE WHEN k.condeferred THEN ' DEFERRABLE INITIALLY DEFERRED' WHEN k.condeferrable THEN ' DEFERRABLE' ELSE '' END)
-       ELSE format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', n.nspname, c.relname, k.conname, pg_get_constraintdef(k.oid)) END
-FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_class i ON i.oid = k.conindid
-WHERE n.nspname = $1 AND k.contype IN ('p', 'u', 'x') AND c.relname <> $2
-UNION ALL
-SELECT 3, c.relname::text, '', pg_get_indexdef(k.conindid)
-FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = $1 AND k.contype IN ('p', 'u') AND c.relkind = 'r' AND c.relname <> $2
-UNION ALL
-SELECT 3, c.relname::text, format('DROP INDEX %I.%I', n.nspname, i.relname), pg_get_indexdef(i.oid)
-FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = $1 AND NOT x.indisprimary AND c.relname <> $2
-  AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = x.indexrelid AND k.conrelid = x.indrelid)
-ORDER BY 1, 3`
-
 // deferIndexes drops the target's indexes and constraints, primary keys
 // included, for the copy, recording how to recreate them. The copy fills
 // bare tables; the subscription, which needs the keys to apply updates and
 // deletes, is created after they are back.
 func (r *run) deferIndexes(ctx context.Context, sizes map[string]int64) error {
-	rows, err := r.dst.pool.Query(ctx, deferredSQL, r.dstSchema(), markerTable)
+	d, err := pgddl.Read(ctx, r.dst.pool, r.dstSchema(), []string{markerTable}, sizes)
 	if err != nil {
-		return fmt.Errorf("shard %s: indexes of %s: %w", r.dst.shard.Name, r.st.To.Schema, err)
+		return fmt.Errorf("shard %s: %w", r.dst.shard.Name, err)
 	}
-	type deferred struct {
-		ord         int
-		table, stmt string
-	}
-	var drops []string
-	var creates []deferred
-	for rows.Next() {
-		var d deferred
-		var drop string
-		if err := rows.Scan(&d.ord, &d.table, &drop, &d.stmt); err != nil {
-			rows.Close()
-			return err
-		}
-		if drop != "" { // a constraint's index goes with its constraint
-			drops = append(drops, drop)
-		}
-		creates = append(creates, d)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("shard %s: indexes of %s: %w", r.dst.shard.Name, r.st.To.Schema, err)
-	}
-	// Recreate in the reverse order: indexes before the constraints that
-	// take them over, and those before the foreign keys that need them.
-	// The indexes of the largest tables first, so that the workers
-	// building them end close together.
-	slices.SortStableFunc(creates, func(a, b deferred) int {
-		return cmp.Or(cmp.Compare(b.ord, a.ord), cmp.Compare(sizes[b.table], sizes[a.table]))
-	})
-	r.st.Deferred = make([]string, 0, len(creates))
-	for _, d := range creates {
-		r.st.Deferred = append(r.st.Deferred, d.stmt)
-	}
+	r.st.Deferred = d.Creates
 	if err := r.save(ctx); err != nil {
 		return err
 	}
 	err = pgx.BeginFunc(ctx, r.dst.pool, func(tx pgx.Tx) error {
-		for _, d := range drops {
-			if _, err := tx.Exec(ctx, d); err != nil {
-				return fmt.Errorf("%s: %w", d, err)
+		for _, stmt := range d.Drops {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("%s: %w", stmt, err)
 			}
 		}
 		return nil
@@ -801,7 +749,7 @@ func (r *run) restoreIndexes(ctx context.Context) error {
 	start := time.Now()
 	var indexes, constraints []string
 	for _, c := range r.st.Deferred {
-		if strings.HasPrefix(c, "CREATE ") { // pg_get_indexdef
+		if pgddl.IsIndex(c) {
 			indexes = append(indexes, c)
 		} else {
 			constraints = append(constraints, c)
