@@ -9,7 +9,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -138,30 +137,11 @@ func binaryCompatible(src, dst table) bool {
 // copyTables copies the tables as of the snapshot, on up to CopyWorkers
 // pairs of connections, and returns the rows copied.
 func (r *run) copyTables(ctx context.Context, snapshot string, jobs []copyJob) (rows int64, err error) {
-	workers := max(1, min(r.m.cfg.CopyWorkers, len(jobs)))
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	next := make(chan copyJob)
 	var n atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			if err := r.copyWorker(ctx, snapshot, next, &n); err != nil {
-				cancel(err)
-			}
-		})
-	}
-feed:
-	for _, j := range jobs {
-		select {
-		case next <- j:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	return n.Load(), context.Cause(ctx)
+	err = fanOut(ctx, max(1, min(r.m.cfg.CopyWorkers, len(jobs))), jobs, func(ctx context.Context, next <-chan copyJob) error {
+		return r.copyWorker(ctx, snapshot, next, &n)
+	})
+	return n.Load(), err
 }
 
 // copyWorker imports the snapshot on a source connection and copies the

@@ -188,12 +188,14 @@ func (r *run) copy(ctx context.Context) error {
 		return err
 	}
 	// The copy and the rebuild have CopyTimeout (as the catch-up has).
-	copyCtx, cancel := context.WithTimeoutCause(ctx, r.m.cfg.CopyTimeout,
-		fmt.Errorf("%w: copy not done after %s", ErrTimeout, r.m.cfg.CopyTimeout))
+	deadline := time.Now().Add(r.m.cfg.CopyTimeout)
+	copyCtx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	timedOut := func(err error) error {
-		if cause := context.Cause(copyCtx); ctx.Err() == nil && errors.Is(cause, ErrTimeout) {
-			return cause
+		// Not context.Cause: a dial or read may fail at the deadline
+		// before the context's own timer has fired.
+		if ctx.Err() == nil && !time.Now().Before(deadline) {
+			return fmt.Errorf("%w: copy not done after %s: %w", ErrTimeout, r.m.cfg.CopyTimeout, err)
 		}
 		return err
 	}
@@ -795,36 +797,19 @@ func (r *run) buildIndexes(ctx context.Context, stmts []string) (workers int, er
 	if workers > 1 {
 		settings += "; SET LOCAL max_parallel_maintenance_workers = 0"
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	next := make(chan string)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for stmt := range next {
-				err := pgx.BeginFunc(ctx, r.dst.pool, func(tx pgx.Tx) error {
-					if _, err := tx.Exec(ctx, settings); err != nil {
-						return err
-					}
-					_, err := tx.Exec(ctx, stmt)
+	return workers, fanOut(ctx, workers, stmts, func(ctx context.Context, next <-chan string) error {
+		for stmt := range next {
+			err := pgx.BeginFunc(ctx, r.dst.pool, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, settings); err != nil {
 					return err
-				})
-				if err != nil {
-					cancel(fmt.Errorf("%s: %w", stmt, err))
-					return
 				}
+				_, err := tx.Exec(ctx, stmt)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("%s: %w", stmt, err)
 			}
-		})
-	}
-feed:
-	for _, stmt := range stmts {
-		select {
-		case next <- stmt:
-		case <-ctx.Done():
-			break feed
 		}
-	}
-	close(next)
-	wg.Wait()
-	return workers, context.Cause(ctx)
+		return nil
+	})
 }
