@@ -12,6 +12,7 @@ import (
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -482,7 +483,7 @@ func send(ctx context.Context, c *pgx.Conn, st *connState, begin string, setting
 		}
 	}
 	if scope != nil {
-		if err := discardResult(mrr); err != nil {
+		if err := scopeApplied(mrr); err != nil {
 			return fail(fmt.Errorf("tenancy: apply tenant settings: %w", err))
 		}
 	}
@@ -512,14 +513,30 @@ func (p *Placement) implicitPrefix() string {
 
 // discardResult reads and drops the next result of mrr.
 func discardResult(mrr *pgconn.MultiResultReader) error {
+	_, err := nextTag(mrr)
+	return err
+}
+
+// scopeApplied reads the result of the scope statement, which returns one
+// row when every setting was applied (see scopeSQL).
+func scopeApplied(mrr *pgconn.MultiResultReader) error {
+	tag, err := nextTag(mrr)
+	if err == nil && tag.RowsAffected() != 1 {
+		err = errScopeNotApplied
+	}
+	return err
+}
+
+var errScopeNotApplied = errors.New("the scope statement returned no row: a setting was not applied")
+
+func nextTag(mrr *pgconn.MultiResultReader) (pgconn.CommandTag, error) {
 	if !mrr.NextResult() {
 		if err := mrr.Close(); err != nil {
-			return err
+			return pgconn.CommandTag{}, err
 		}
-		return errors.New("missing result")
+		return pgconn.CommandTag{}, errors.New("missing result")
 	}
-	_, err := mrr.ResultReader().Close()
-	return err
+	return mrr.ResultReader().Close()
 }
 
 func execStatement(ctx context.Context, c *pgx.Conn, st *connState, begin string, settings *scopeValues, query string, args []any, v any) error {
@@ -550,7 +567,8 @@ func queryStatement(ctx context.Context, c *pgx.Conn, st *connState, begin strin
 	if err != nil {
 		return nil, err
 	}
-	return &rows{Rows: pgx.RowsFromResultReader(c.TypeMap(), rr), batch: mrr, pc: c.PgConn()}, nil
+	m := c.TypeMap()
+	return &rows{Rows: pgx.RowsFromResultReader(m, rr), typeMap: m, batch: mrr, pc: c.PgConn()}, nil
 }
 
 type result int64
@@ -565,12 +583,13 @@ func (result) LastInsertId() (int64, error) {
 // commit arrive) and releases the connection (outside a transaction).
 type rows struct {
 	pgx.Rows
-	batch  *pgconn.MultiResultReader
-	pc     *pgconn.PgConn
-	lease  lease  // only its placement inside a transaction, which keeps the connection
-	query  string // for the errors of the fence (Placement.fenced)
-	err    error
-	closed bool
+	typeMap *pgtype.Map
+	batch   *pgconn.MultiResultReader
+	pc      *pgconn.PgConn
+	lease   lease  // only its placement inside a transaction, which keeps the connection
+	query   string // for the errors of the fence (Placement.fenced)
+	err     error
+	closed  bool
 }
 
 func (r *rows) Next() bool {
@@ -614,8 +633,12 @@ func (r *rows) Err() error {
 
 // Scan scans like pgx, except into *any and *driver.Value, which get the
 // value database/sql would give (Ent scans ids of edge updates and unknown
-// columns that way): pgx itself cannot put a binary uuid into them.
+// columns that way): pgx itself cannot put a binary uuid into them. Rows
+// of Ent's common field types are scanned by scanDirect.
 func (r *rows) Scan(dest ...any) error {
+	if scanDirect(r.typeMap, r.Rows.FieldDescriptions(), r.Rows.RawValues(), dest) {
+		return nil
+	}
 	for i, d := range dest {
 		switch d.(type) {
 		case *any, *driver.Value:
