@@ -518,7 +518,7 @@ func discardResult(mrr *pgconn.MultiResultReader) error {
 }
 
 // scopeApplied reads the result of the scope statement, which returns one
-// row when every setting was applied (see scopeSQL).
+// row unless a set_config call returned NULL (see scopeSQL).
 func scopeApplied(mrr *pgconn.MultiResultReader) error {
 	tag, err := nextTag(mrr)
 	if err == nil && tag.RowsAffected() != 1 {
@@ -527,7 +527,7 @@ func scopeApplied(mrr *pgconn.MultiResultReader) error {
 	return err
 }
 
-var errScopeNotApplied = errors.New("the scope statement returned no row: a setting was not applied")
+var errScopeNotApplied = errors.New("the scope statement returned no row: a set_config call returned NULL")
 
 func nextTag(mrr *pgconn.MultiResultReader) (pgconn.CommandTag, error) {
 	if !mrr.NextResult() {
