@@ -511,33 +511,45 @@ func (p *Placement) implicitPrefix() string {
 	return ""
 }
 
-// discardResult reads and drops the next result of mrr.
-func discardResult(mrr *pgconn.MultiResultReader) error {
-	_, err := nextTag(mrr)
-	return err
-}
-
-// scopeApplied reads the result of the scope statement, which returns one
-// row unless a set_config call returned NULL (see scopeSQL).
-func scopeApplied(mrr *pgconn.MultiResultReader) error {
-	tag, err := nextTag(mrr)
-	if err == nil && tag.RowsAffected() != 1 {
-		err = errScopeNotApplied
-	}
-	return err
-}
-
-var errScopeNotApplied = errors.New("the scope statement returned no row: a set_config call returned NULL")
-
-func nextTag(mrr *pgconn.MultiResultReader) (pgconn.CommandTag, error) {
+// nextResult advances mrr to the next result, which must exist.
+func nextResult(mrr *pgconn.MultiResultReader) (*pgconn.ResultReader, error) {
 	if !mrr.NextResult() {
 		if err := mrr.Close(); err != nil {
-			return pgconn.CommandTag{}, err
+			return nil, err
 		}
-		return pgconn.CommandTag{}, errors.New("missing result")
+		return nil, errors.New("missing result")
 	}
-	return mrr.ResultReader().Close()
+	return mrr.ResultReader(), nil
 }
+
+// discardResult reads and drops the next result of mrr.
+func discardResult(mrr *pgconn.MultiResultReader) error {
+	rr, err := nextResult(mrr)
+	if err != nil {
+		return err
+	}
+	_, err = rr.Close()
+	return err
+}
+
+// scopeApplied reads the result of the scope statement, one row whose
+// value is 0 unless a set_config call returned NULL (see scopeSQL).
+func scopeApplied(mrr *pgconn.MultiResultReader) error {
+	rr, err := nextResult(mrr)
+	if err != nil {
+		return err
+	}
+	ok := rr.NextRow() && len(rr.Values()) == 1 && string(rr.Values()[0]) == "0"
+	if _, err := rr.Close(); err != nil {
+		return err
+	}
+	if !ok {
+		return errScopeNotApplied
+	}
+	return nil
+}
+
+var errScopeNotApplied = errors.New("the scope statement did not return 0: a set_config call returned NULL")
 
 func execStatement(ctx context.Context, c *pgx.Conn, st *connState, begin string, settings *scopeValues, query string, args []any, v any) error {
 	mrr, rr, err := send(ctx, c, st, begin, settings, query, args)

@@ -38,17 +38,17 @@ type scopeValues [len(scopeSettings)][]byte
 // scopeSQL returns the statement that sets the always-sent settings and the
 // limits whose bit is set in mask.
 //
-// The calls are the arguments of one condition of a SELECT without
-// columns: the server evaluates it once, as a one-time filter, and returns
-// one empty row, where a select list would build a row type of as many
-// text columns and send the values back. Function arguments are all
-// evaluated, so every setting is applied whatever the others return. The
-// condition holds unless a call returns NULL, which set_config does not
-// do; should it ever, the statement returns no row and the driver fails
-// the statement (scopeApplied).
+// The calls are the arguments of one num_nulls, so that the statement
+// returns one small column, where a column per call would make the server
+// build a row type of as many text columns and send their values back.
+// (A statement without columns would do less still, but pgx then sends a
+// Describe message with it every time.) Function arguments are all
+// evaluated, so every setting is applied whatever the others return; the
+// result is 0 unless a call returns NULL, which set_config does not do,
+// and the driver fails the statement otherwise (scopeApplied).
 func scopeSQL(mask uint) string {
 	var b strings.Builder
-	b.WriteString("SELECT WHERE num_nulls(")
+	b.WriteString("SELECT num_nulls(")
 	n := 0
 	for i, name := range scopeSettings {
 		if i >= numAlways && mask&(1<<(i-numAlways)) == 0 {
@@ -60,7 +60,7 @@ func scopeSQL(mask uint) string {
 		n++
 		fmt.Fprintf(&b, "set_config('%s', $%d, true)", name, n)
 	}
-	b.WriteString(") = 0")
+	b.WriteString(")")
 	return b.String()
 }
 
