@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/klauspost/compress/gzip" // the gzip format, 1.5-2x faster than compress/gzip
 
+	"github.com/tenantry/tenantry/internal/fanout"
 	"github.com/tenantry/tenantry/migrate"
 	"github.com/tenantry/tenantry/tenancy"
 )
@@ -268,8 +268,6 @@ func (m *Manager) backup(ctx context.Context, tenant tenancy.ID, src Source, nam
 	role := roleStmt(pre.user, m.roles.Owner)
 	lockSetting := fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", max(m.lockTimeout.Milliseconds(), 1))
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var (
 		tx      pgx.Tx
 		conn    *pgxpool.Conn
@@ -357,57 +355,50 @@ func (m *Manager) backup(ctx context.Context, tenant tenancy.ID, src Source, nam
 	man.SchemaVersion, man.VersionSource = m.sourceVersion(pre.ledgerVersion, tables, src.Mode)
 
 	// Copy: worker 0 on the snapshot's own transaction, the others on
-	// transactions that import it.
-	jobs := make(chan int)
-	errs := make(chan error, max(workers, 1))
-	var wg sync.WaitGroup
-	worker := func(wtx pgx.Tx) {
-		for i := range jobs {
-			t, err := m.copyTable(ctx, wtx, name, src.Schema, tenant, i, tables[i], log)
-			if err != nil {
-				errs <- err
-				cancel()
-				return
-			}
-			man.Tables[i] = t
+	// transactions that import it, all set up before the first copy.
+	txs := make(chan pgx.Tx, max(workers, 1))
+	txs <- tx
+	var imported []func()
+	releaseImported := func() {
+		for _, release := range imported {
+			release()
 		}
 	}
 	for w := 1; w < workers; w++ {
 		wconn, err := src.DB.Acquire(ctx)
 		if err != nil {
-			cancel()
-			errs <- err
-			break
+			releaseImported()
+			return nil, err
 		}
 		wtx, err := importSnapshot(ctx, wconn, snapshot, role, tenant, m.lockTimeout)
 		if err != nil {
 			wconn.Release()
-			cancel()
-			errs <- err
-			break
+			releaseImported()
+			return nil, err
 		}
-		wg.Go(func() {
-			defer wconn.Release()
-			defer wtx.Rollback(context.WithoutCancel(ctx)) // read only: nothing to commit
-			worker(wtx)
+		imported = append(imported, func() {
+			wtx.Rollback(context.WithoutCancel(ctx)) // read only: nothing to commit
+			wconn.Release()
 		})
+		txs <- wtx
 	}
-	wg.Go(func() { worker(tx) })
-feed:
-	for i := range tables {
-		select {
-		case jobs <- i:
-		case <-ctx.Done():
-			break feed
+	indexes := make([]int, len(tables))
+	for i := range indexes {
+		indexes[i] = i
+	}
+	err = fanout.Run(ctx, workers, indexes, func(ctx context.Context, next <-chan int) error {
+		wtx := <-txs
+		for i := range next {
+			t, err := m.copyTable(ctx, wtx, name, src.Schema, tenant, i, tables[i], log)
+			if err != nil {
+				return err
+			}
+			man.Tables[i] = t
 		}
-	}
-	close(jobs)
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
+		return nil
+	})
+	releaseImported()
+	if err != nil {
 		return nil, err
 	}
 	if man.Sequences, err = readSequences(ctx, tx, src.Schema); err != nil {

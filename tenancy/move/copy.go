@@ -15,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tenantry/tenantry/internal/fanout"
 )
 
 // The snapshot copy. The mover creates the move's replication slot on a
@@ -138,7 +140,7 @@ func binaryCompatible(src, dst table) bool {
 // pairs of connections, and returns the rows copied.
 func (r *run) copyTables(ctx context.Context, snapshot string, jobs []copyJob) (rows int64, err error) {
 	var n atomic.Int64
-	err = fanOut(ctx, max(1, min(r.m.cfg.CopyWorkers, len(jobs))), jobs, func(ctx context.Context, next <-chan copyJob) error {
+	err = fanout.Run(ctx, max(1, min(r.m.cfg.CopyWorkers, len(jobs))), jobs, func(ctx context.Context, next <-chan copyJob) error {
 		return r.copyWorker(ctx, snapshot, next, &n)
 	})
 	return n.Load(), err

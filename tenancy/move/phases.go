@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tenantry/tenantry/internal/fanout"
 	"github.com/tenantry/tenantry/internal/pgddl"
 	"github.com/tenantry/tenantry/registry"
 	"github.com/tenantry/tenantry/tenancy/backup"
@@ -797,7 +798,7 @@ func (r *run) buildIndexes(ctx context.Context, stmts []string) (workers int, er
 	if workers > 1 {
 		settings += "; SET LOCAL max_parallel_maintenance_workers = 0"
 	}
-	return workers, fanOut(ctx, workers, stmts, func(ctx context.Context, next <-chan string) error {
+	return workers, fanout.Run(ctx, workers, stmts, func(ctx context.Context, next <-chan string) error {
 		for stmt := range next {
 			err := pgx.BeginFunc(ctx, r.dst.pool, func(tx pgx.Tx) error {
 				if _, err := tx.Exec(ctx, settings); err != nil {

@@ -1,14 +1,14 @@
-package move
+package fanout
 
 import (
 	"context"
 	"sync"
 )
 
-// fanOut hands jobs to n workers, each running work over the channel of
-// jobs until it is closed, and returns the first worker's error (the
-// others' context is then cancelled) or the context's.
-func fanOut[T any](ctx context.Context, n int, jobs []T, work func(ctx context.Context, next <-chan T) error) error {
+// Run hands jobs to n workers, each running work over the channel of jobs
+// until it is closed, and returns the first worker's error (the others'
+// context is then cancelled) or the context's.
+func Run[T any](ctx context.Context, n int, jobs []T, work func(ctx context.Context, next <-chan T) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	next := make(chan T)
