@@ -86,10 +86,7 @@ func TestKillTargetMidCopy(t *testing.T) {
 	}})
 	_, err = m.Move(ctx, move.Request{Tenant: tn.Slug, Shard: "sk"})
 	require.NoError(t, <-killErr)
-	var perr *move.PhaseError
-	require.ErrorAs(t, err, &perr, "the move fails when its target dies")
-	require.Equal(t, move.PhaseCopy, perr.Phase)
-	require.True(t, perr.RolledBack)
+	perr := requireRolledBack(t, err, move.PhaseCopy)
 	require.Error(t, perr.Cleanup, "the target's subscription and schema cannot be removed while it is down")
 	t.Logf("failed as expected: %v", err)
 
@@ -179,11 +176,7 @@ func TestAbortAtEachPhase(t *testing.T) {
 			} else {
 				require.NoError(t, abortErr)
 				require.ErrorIs(t, err, move.ErrAborted)
-				var perr *move.PhaseError
-				require.ErrorAs(t, err, &perr)
-				require.Equal(t, tc.phase, perr.Phase)
-				require.True(t, perr.RolledBack)
-				require.NoError(t, perr.Cleanup)
+				require.NoError(t, requireRolledBack(t, err, tc.phase).Cleanup)
 				require.Equal(t, registry.JobAborted, jobs[0].State)
 				require.False(t, schemaExists(t, f.super(t, "b"), tn.Placement.Schema), "the target copy is gone")
 			}
@@ -284,15 +277,22 @@ func TestCopyTimeout(t *testing.T) {
 	m := f.mover(t, move.Config{CopyTimeout: time.Millisecond})
 	_, err := m.Move(ctx, move.Request{Tenant: tn.Slug, Shard: "s1"})
 	require.ErrorIs(t, err, move.ErrTimeout)
-	var perr *move.PhaseError
-	require.ErrorAs(t, err, &perr)
-	require.Equal(t, move.PhaseCopy, perr.Phase)
-	require.True(t, perr.RolledBack)
-	require.NoError(t, perr.Cleanup)
+	require.NoError(t, requireRolledBack(t, err, move.PhaseCopy).Cleanup)
 	got, err := f.store.Tenant(ctx, tn.Slug)
 	require.NoError(t, err)
 	require.Equal(t, "s0", got.Placement.Shard)
 	require.Empty(t, f.leftovers(t, "s0", tn.ID))
 	require.Empty(t, f.leftovers(t, "s1", tn.ID))
 	client.Customer.Create().SetName("after").SetEmail("after@example.com").SaveX(ctxOf(tn.ID))
+}
+
+// requireRolledBack asserts that err is a *move.PhaseError of phase whose
+// move was rolled back, and returns it.
+func requireRolledBack(t *testing.T, err error, phase move.Phase) *move.PhaseError {
+	t.Helper()
+	var perr *move.PhaseError
+	require.ErrorAs(t, err, &perr)
+	require.Equal(t, phase, perr.Phase)
+	require.True(t, perr.RolledBack)
+	return perr
 }
