@@ -248,3 +248,73 @@ func TestStatementReparsedWhenShapesDiffer(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxSchemasPerConn serves tenants through a pool of one connection and
+// follows its backend: the connection is replaced right after it has served
+// more schemas than the bound, and tenants sharing a schema count once.
+func TestMaxSchemasPerConn(t *testing.T) {
+	env := apptest.New(t)
+	ctx := context.Background()
+	pool, err := apptest.NewPool(ctx, env.Clusters[0].DSN(env.Roles.App, apptest.Database), 1)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	shard := &tenancy.Shard{Name: "one-conn", Pool: pool, Admin: env.Shards[0].Admin}
+	own := make([]tenancy.ID, 3)
+	var ps []*tenancy.Placement
+	place := func(id tenancy.ID, schema string) {
+		p, err := tenancy.NewPlacement(id, shard, schema, tenancy.DefaultLimits)
+		require.NoError(t, err)
+		ps = append(ps, p)
+	}
+	for i := range own {
+		own[i] = tenancy.NewID()
+		require.NoError(t, env.ApplySchema(ctx, 0, own[i].SchemaName()))
+		place(own[i], own[i].SchemaName())
+	}
+	place(apptest.A, apptest.SharedSchema)
+	place(apptest.B, apptest.SharedSchema)
+	resolver := tenancy.NewStaticResolver(nil, ps...)
+
+	for _, tt := range []struct {
+		name  string
+		bound int
+		// the tenants served in turn, and whether each one finds a new
+		// backend (the previous one was retired after its statement)
+		steps []tenancy.ID
+		fresh []bool
+	}{
+		{
+			name:  "bound 2",
+			bound: 2,
+			steps: []tenancy.ID{own[0], own[1], own[0], apptest.A, apptest.B, apptest.A, own[2], own[0], own[1]},
+			// A is the third schema: served, then the connection goes.
+			// B and A share one schema; own[0] is the third again.
+			fresh: []bool{false, false, false, false, true, false, false, false, true},
+		},
+		{
+			name:  "no bound",
+			bound: 0,
+			steps: []tenancy.ID{own[0], own[1], apptest.A, own[2], apptest.B, own[0]},
+			fresh: []bool{false, false, false, false, false, false},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pool.Reset() // a new connection: nothing served yet
+			client := ent.NewClient(ent.Driver(tenancy.NewDriver(resolver, tenancy.WithMaxSchemasPerConn(tt.bound))))
+			var prev int32
+			for i, id := range tt.steps {
+				rows, err := client.QueryContext(apptest.Ctx(id), "SELECT pg_backend_pid()")
+				require.NoError(t, err)
+				var pid int32
+				require.True(t, rows.Next())
+				require.NoError(t, rows.Scan(&pid))
+				require.NoError(t, rows.Close())
+				if i > 0 {
+					require.Equal(t, tt.fresh[i], pid != prev, "step %d (tenant %s): backend %d after %d", i, id, pid, prev)
+				}
+				prev = pid
+				require.LessOrEqual(t, pool.Stat().TotalConns(), int32(1))
+			}
+		})
+	}
+}

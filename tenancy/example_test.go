@@ -52,3 +52,12 @@ func ExampleRetryable() {
 	}
 	// Output: retry in 1s
 }
+
+func ExampleWithMaxSchemasPerConn() {
+	var resolver tenancy.Resolver // the registry's router, or a static resolver
+	// A connection that has served 2,000 schemas is replaced after its
+	// statement, so that no backend keeps the catalog entries of every
+	// schema of a shard of many thousands.
+	drv := tenancy.NewDriver(resolver, tenancy.WithMaxSchemasPerConn(2000))
+	_ = drv
+}

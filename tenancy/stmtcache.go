@@ -51,7 +51,8 @@ type connState struct {
 	lru     list.List
 	cap     int
 	seq     uint64
-	stale   []string // statements to deallocate with the next prepare
+	stale   []string            // statements to deallocate with the next prepare
+	schemas map[string]struct{} // search_paths served (WithMaxSchemasPerConn)
 	eqb     pgx.ExtendedQueryBuilder
 	batch   pgconn.Batch
 }
@@ -108,13 +109,23 @@ func stateOf(c *pgx.Conn, capacity int) *connState {
 	}
 	encodeUUIDs(c.TypeMap())
 	st := &connState{
-		byPath: make(map[string]map[string]*list.Element),
-		bySQL:  make(map[string]*list.Element),
-		seed:   maphash.MakeSeed(),
-		cap:    capacity,
+		schemas: make(map[string]struct{}),
+		byPath:  make(map[string]map[string]*list.Element),
+		bySQL:   make(map[string]*list.Element),
+		seed:    maphash.MakeSeed(),
+		cap:     capacity,
 	}
 	data[connStateKey] = st
 	return st
+}
+
+// serve notes that the connection serves path and returns how many
+// distinct paths it has served.
+func (st *connState) serve(path []byte) int {
+	if _, ok := st.schemas[string(path)]; !ok {
+		st.schemas[string(path)] = struct{}{}
+	}
+	return len(st.schemas)
 }
 
 // lookup returns the statement to run sql with under st.path, the path's

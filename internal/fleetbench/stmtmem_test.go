@@ -37,17 +37,7 @@ var smSchemas = flag.Int("fleetbench.stmtmem.schemas", 200, "BenchmarkStatementC
 func BenchmarkStatementCacheMemory(b *testing.B) {
 	f := fleetFor(b, fleetbench.Spec{Name: "stmtmem", Own: *smSchemas, Customers: 5})
 	ctx := context.Background()
-	// The app role may read its own backend's memory contexts only when
-	// granted (superuser-only by default).
-	su, err := pgx.Connect(ctx, f.Cluster.DSN("postgres", apptest.Database))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer su.Close(ctx)
-	if _, err := su.Exec(ctx, "GRANT SELECT ON pg_backend_memory_contexts TO "+pgx.Identifier{f.Roles.App}.Sanitize()+
-		"; GRANT EXECUTE ON FUNCTION pg_get_backend_memory_contexts() TO "+pgx.Identifier{f.Roles.App}.Sanitize()); err != nil {
-		b.Fatal(err)
-	}
+	grantMemoryContexts(b, f)
 	pool, err := f.AppPool(ctx, 1)
 	if err != nil {
 		b.Fatal(err)
@@ -112,5 +102,22 @@ func BenchmarkStatementCacheMemory(b *testing.B) {
 		b.ReportMetric(float64(stmts), "stmts")
 		b.ReportMetric(float64(plan1-plan0)/float64(stmts), "plan-bytes/stmt")
 		b.ReportMetric(float64(total1-total0)/float64(stmts), "backend-bytes/stmt")
+	}
+}
+
+// grantMemoryContexts lets f's app role read its own backend's memory
+// contexts (pg_backend_memory_contexts is superuser-only by default).
+func grantMemoryContexts(tb testing.TB, f *fleetbench.Fleet) {
+	tb.Helper()
+	ctx := context.Background()
+	su, err := pgx.Connect(ctx, f.Cluster.DSN("postgres", apptest.Database))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer su.Close(ctx)
+	app := pgx.Identifier{f.Roles.App}.Sanitize()
+	if _, err := su.Exec(ctx, "GRANT SELECT ON pg_backend_memory_contexts TO "+app+
+		"; GRANT EXECUTE ON FUNCTION pg_get_backend_memory_contexts() TO "+app); err != nil {
+		tb.Fatal(err)
 	}
 }
