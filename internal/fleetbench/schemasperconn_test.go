@@ -31,12 +31,7 @@ var spcSchemas = flag.Int("fleetbench.spc.schemas", 600, "BenchmarkSchemasPerCon
 func BenchmarkSchemasPerConn(b *testing.B) {
 	f := fleetFor(b, fleetbench.Spec{Name: "spc", Own: *spcSchemas, Customers: 2})
 	ctx := context.Background()
-	grantMemoryContexts(b, f)
-	pool, err := f.AppPool(ctx, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close()
+	pool := memoryPool(b, f)
 	ps, err := f.Placements(&tenancy.Shard{Name: "spc", Pool: pool}, func(int, *fleetbench.Tenant) tenancy.Limits { return tenancy.DefaultLimits })
 	if err != nil {
 		b.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tenantry/tenantry/examples/app/ent"
 	"github.com/tenantry/tenantry/internal/apptest"
@@ -37,12 +38,7 @@ var smSchemas = flag.Int("fleetbench.stmtmem.schemas", 200, "BenchmarkStatementC
 func BenchmarkStatementCacheMemory(b *testing.B) {
 	f := fleetFor(b, fleetbench.Spec{Name: "stmtmem", Own: *smSchemas, Customers: 5})
 	ctx := context.Background()
-	grantMemoryContexts(b, f)
-	pool, err := f.AppPool(ctx, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close()
+	pool := memoryPool(b, f)
 	shard := &tenancy.Shard{Name: "stmtmem", Pool: pool}
 	ps, err := f.Placements(shard, func(int, *fleetbench.Tenant) tenancy.Limits { return tenancy.DefaultLimits })
 	if err != nil {
@@ -105,9 +101,10 @@ func BenchmarkStatementCacheMemory(b *testing.B) {
 	}
 }
 
-// grantMemoryContexts lets f's app role read its own backend's memory
-// contexts (pg_backend_memory_contexts is superuser-only by default).
-func grantMemoryContexts(tb testing.TB, f *fleetbench.Fleet) {
+// memoryPool returns a pool of one connection of f's app role, which may
+// read its own backend's memory contexts (pg_backend_memory_contexts is
+// superuser-only by default). It is closed with tb.
+func memoryPool(tb testing.TB, f *fleetbench.Fleet) *pgxpool.Pool {
 	tb.Helper()
 	ctx := context.Background()
 	su, err := pgx.Connect(ctx, f.Cluster.DSN("postgres", apptest.Database))
@@ -120,4 +117,10 @@ func grantMemoryContexts(tb testing.TB, f *fleetbench.Fleet) {
 		"; GRANT EXECUTE ON FUNCTION pg_get_backend_memory_contexts() TO "+app); err != nil {
 		tb.Fatal(err)
 	}
+	pool, err := f.AppPool(ctx, 1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool
 }
