@@ -97,10 +97,11 @@ func (t Target) validate() error {
 // verifies it before anything becomes visible.
 //
 // Own schema (ModeSchema): the desired state is created in a staging
-// schema, the rows are loaded into it through temporary tables under the
-// tenant's row-level security (tenant_id rewritten for a clone), the
-// sequences are set to the archived values, and every table is verified
-// (row count and row hash) against the manifest. Then one transaction locks
+// schema, its tables are loaded bare by COPY (a clone's rows go through
+// temporary tables instead, under the tenant's row-level security, which
+// rewrite tenant_id), their indexes and constraints built afterwards, the
+// sequences set to the archived values, and every table is verified (row
+// count and row hash) against the manifest. Then one transaction locks
 // the old schema's tables (waiting at most the lock timeout for the
 // tenant's running transactions), renames the old schema to a retired one
 // (kept, and no longer usable by the app and admin roles) and the staging
@@ -245,6 +246,9 @@ type restoreRun struct {
 	res  *RestoreResult
 	log  *slog.Logger
 	role string
+	// direct: COPY straight into the tables (loadDirect), for a staging
+	// schema that keeps the archive's tenant.
+	direct bool
 }
 
 // suffix is the tenant's hex id and a UTC time to the millisecond, for the
@@ -338,6 +342,9 @@ func (r *restoreRun) schema(ctx context.Context, conn *pgxpool.Conn) (err error)
 		r.log.Info("restore: indexes and constraints built", "statements", len(deferred.Creates), "elapsed", time.Since(start).Round(time.Millisecond))
 		return nil
 	}
+	// The staging schema's rows keep the archive's tenant unless it is a
+	// clone, whose tenant_id the temporary-table path rewrites.
+	r.direct = !r.res.Clone
 	if err := r.loadAndVerify(ctx, tx, staging, tables, false, readd); err != nil {
 		return err
 	}
@@ -634,6 +641,9 @@ func (r *restoreRun) loadAndVerify(ctx context.Context, tx pgx.Tx, schema string
 // manifest, and inserts it under the tenant's row-level security.
 func (r *restoreRun) loadTable(ctx context.Context, tx pgx.Tx, schema string, i int, t *tableInfo, at Table) error {
 	start := time.Now()
+	if r.direct {
+		return r.loadDirect(ctx, tx, schema, t, at, start)
+	}
 	tmp := "pg_temp." + ident("tenantry_restore_"+strconv.Itoa(i))
 	cols := columnList(at.Columns)
 	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE "+tmp+" ON COMMIT DROP AS SELECT "+cols+" FROM "+qualified(schema, t.name)+" WITH NO DATA"); err != nil {
@@ -657,13 +667,8 @@ func (r *restoreRun) loadTable(ctx context.Context, tx pgx.Tx, schema string, i 
 		sel[j] = ident(c.Name)
 	}
 	if at.TenantColumn >= 0 {
-		var foreign int64
-		if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+tmp+" WHERE "+ident(tenantColumn)+" IS DISTINCT FROM $1", r.man.Tenant).Scan(&foreign); err != nil {
+		if err := r.onlyTenant(ctx, tx, tmp, at); err != nil {
 			return err
-		}
-		if foreign > 0 {
-			return &ChecksumError{Archive: r.man.Name, Table: at.Name, What: "tenant", Want: "rows of tenant " + r.man.Tenant.String() + " only",
-				Got: strconv.FormatInt(foreign, 10) + " rows of other tenants"}
 		}
 		sel[at.TenantColumn] = tenantExpr // the restored tenant; a clone's new id
 	}
@@ -688,6 +693,71 @@ func (r *restoreRun) loadTable(ctx context.Context, tx pgx.Tx, schema string, i 
 		return err
 	}
 	r.log.Info("restore: table loaded", "table", at.Name, "rows", at.Rows, "elapsed", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// loadDirect streams one data file straight into a staging table, checks
+// it against the manifest and that every row is the tenant's. PostgreSQL
+// refuses COPY FROM into a table whose row-level security applies to the
+// caller, and FORCE makes it apply to the owner: the table is NO FORCE for
+// the COPY only. The app role stays subject to the policy throughout, and
+// ALTER TABLE holds the table's ACCESS EXCLUSIVE lock until the
+// transaction ends, so nobody reads or writes it meanwhile; FORCE is back
+// before the next table. COPY writes rows in batches, where INSERT ...
+// SELECT from a temporary table wrote them one at a time after a first
+// copy.
+func (r *restoreRun) loadDirect(ctx context.Context, tx pgx.Tx, schema string, t *tableInfo, at Table, start time.Time) error {
+	ref := qualified(schema, t.name)
+	var force bool
+	if err := tx.QueryRow(ctx, "SELECT relforcerowsecurity FROM pg_class WHERE oid = $1::regclass", ref).Scan(&force); err != nil {
+		return fmt.Errorf("load %s: %w", t.name, err)
+	}
+	if force {
+		if err := execAll(ctx, tx, "ALTER TABLE "+ref+" NO FORCE ROW LEVEL SECURITY"); err != nil {
+			return fmt.Errorf("load %s: %w", t.name, err)
+		}
+	}
+	rd, err := openTable(ctx, r.m.store, r.man.Name, r.man.Tenant.String(), at)
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	tag, cerr := tx.Conn().PgConn().CopyFrom(ctx, rd, "COPY "+ref+" ("+columnList(at.Columns)+") FROM STDIN")
+	rd.drain()
+	if err := rd.result(r.man.Name, at); err != nil {
+		return err // the archive is at fault, whatever the server said
+	}
+	if cerr != nil {
+		return fmt.Errorf("load %s: %w", t.name, cerr)
+	}
+	if force {
+		if err := execAll(ctx, tx, "ALTER TABLE "+ref+" FORCE ROW LEVEL SECURITY"); err != nil {
+			return fmt.Errorf("load %s: %w", t.name, err)
+		}
+	}
+	if tag.RowsAffected() != at.Rows {
+		return &VerifyError{Table: at.Name, What: "rows", Want: strconv.FormatInt(at.Rows, 10), Got: strconv.FormatInt(tag.RowsAffected(), 10)}
+	}
+	if at.TenantColumn >= 0 {
+		if err := r.onlyTenant(ctx, tx, ref, at); err != nil {
+			return err
+		}
+	}
+	r.log.Info("restore: table loaded", "table", at.Name, "rows", at.Rows, "direct", true, "elapsed", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// onlyTenant refuses an archive whose table at holds rows of another
+// tenant than its manifest's, as loaded into table.
+func (r *restoreRun) onlyTenant(ctx context.Context, tx pgx.Tx, table string, at Table) error {
+	var foreign int64
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE "+ident(tenantColumn)+" IS DISTINCT FROM $1", r.man.Tenant).Scan(&foreign); err != nil {
+		return err
+	}
+	if foreign > 0 {
+		return &ChecksumError{Archive: r.man.Name, Table: at.Name, What: "tenant", Want: "rows of tenant " + r.man.Tenant.String() + " only",
+			Got: strconv.FormatInt(foreign, 10) + " rows of other tenants"}
+	}
 	return nil
 }
 
