@@ -636,9 +636,11 @@ func (r *restoreRun) loadAndVerify(ctx context.Context, tx pgx.Tx, schema string
 	return nil
 }
 
-// loadTable streams one data file into a temporary table (COPY FROM is not
-// allowed into tables with row-level security), checks it against the
-// manifest, and inserts it under the tenant's row-level security.
+// loadTable loads one data file into its table: straight by COPY where
+// r.direct (loadDirect), otherwise into a temporary table, checked, then
+// inserted under the tenant's row-level security with tenant_id set to the
+// restored tenant (a shared schema, whose other tenants' rows the owner
+// must not touch, and clones).
 func (r *restoreRun) loadTable(ctx context.Context, tx pgx.Tx, schema string, i int, t *tableInfo, at Table) error {
 	start := time.Now()
 	if r.direct {
@@ -649,18 +651,8 @@ func (r *restoreRun) loadTable(ctx context.Context, tx pgx.Tx, schema string, i 
 	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE "+tmp+" ON COMMIT DROP AS SELECT "+cols+" FROM "+qualified(schema, t.name)+" WITH NO DATA"); err != nil {
 		return fmt.Errorf("load %s: %w", t.name, err)
 	}
-	rd, err := openTable(ctx, r.m.store, r.man.Name, r.man.Tenant.String(), at)
-	if err != nil {
+	if _, err := r.copyIn(ctx, tx, tmp, at); err != nil {
 		return err
-	}
-	defer rd.Close()
-	_, cerr := tx.Conn().PgConn().CopyFrom(ctx, rd, "COPY "+tmp+" ("+cols+") FROM STDIN")
-	rd.drain()
-	if err := rd.result(r.man.Name, at); err != nil {
-		return err // the archive is at fault, whatever the server said
-	}
-	if cerr != nil {
-		return fmt.Errorf("load %s: %w", t.name, cerr)
 	}
 	sel := make([]string, len(at.Columns))
 	for j, c := range at.Columns {
@@ -717,34 +709,48 @@ func (r *restoreRun) loadDirect(ctx context.Context, tx pgx.Tx, schema string, t
 			return fmt.Errorf("load %s: %w", t.name, err)
 		}
 	}
-	rd, err := openTable(ctx, r.m.store, r.man.Name, r.man.Tenant.String(), at)
+	rows, err := r.copyIn(ctx, tx, ref, at)
 	if err != nil {
 		return err
 	}
-	defer rd.Close()
-	tag, cerr := tx.Conn().PgConn().CopyFrom(ctx, rd, "COPY "+ref+" ("+columnList(at.Columns)+") FROM STDIN")
-	rd.drain()
-	if err := rd.result(r.man.Name, at); err != nil {
-		return err // the archive is at fault, whatever the server said
+	if rows != at.Rows {
+		return &VerifyError{Table: at.Name, What: "rows", Want: strconv.FormatInt(at.Rows, 10), Got: strconv.FormatInt(rows, 10)}
 	}
-	if cerr != nil {
-		return fmt.Errorf("load %s: %w", t.name, cerr)
+	// While the owner still sees every row: under FORCE the policy would
+	// hide another tenant's.
+	if at.TenantColumn >= 0 {
+		if err := r.onlyTenant(ctx, tx, ref, at); err != nil {
+			return err
+		}
 	}
 	if force {
 		if err := execAll(ctx, tx, "ALTER TABLE "+ref+" FORCE ROW LEVEL SECURITY"); err != nil {
 			return fmt.Errorf("load %s: %w", t.name, err)
 		}
 	}
-	if tag.RowsAffected() != at.Rows {
-		return &VerifyError{Table: at.Name, What: "rows", Want: strconv.FormatInt(at.Rows, 10), Got: strconv.FormatInt(tag.RowsAffected(), 10)}
-	}
-	if at.TenantColumn >= 0 {
-		if err := r.onlyTenant(ctx, tx, ref, at); err != nil {
-			return err
-		}
-	}
 	r.log.Info("restore: table loaded", "table", at.Name, "rows", at.Rows, "direct", true, "elapsed", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// copyIn streams the data file of at into table (COPY FROM) and returns
+// the rows copied. The stream is checked against the manifest as it goes
+// (checksums, counts, tenant): a fault of the archive is the error,
+// whatever the server said.
+func (r *restoreRun) copyIn(ctx context.Context, tx pgx.Tx, table string, at Table) (int64, error) {
+	rd, err := openTable(ctx, r.m.store, r.man.Name, r.man.Tenant.String(), at)
+	if err != nil {
+		return 0, err
+	}
+	defer rd.Close()
+	tag, cerr := tx.Conn().PgConn().CopyFrom(ctx, rd, "COPY "+table+" ("+columnList(at.Columns)+") FROM STDIN")
+	rd.drain()
+	if err := rd.result(r.man.Name, at); err != nil {
+		return 0, err
+	}
+	if cerr != nil {
+		return 0, fmt.Errorf("load %s: %w", at.Name, cerr)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // onlyTenant refuses an archive whose table at holds rows of another
