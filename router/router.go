@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,6 +60,11 @@ type Config struct {
 	// UnscopedShard and UnscopedSchema are where Unscoped contexts that name
 	// no tenant run (on the shard's admin pool). Empty: such contexts fail.
 	UnscopedShard, UnscopedSchema string
+	// RetiredPoolGrace is how long the pools of a shard whose DSN changed
+	// (a failover, a new replica) stay open for what may still hold them,
+	// placements resolved before the change and their open transactions,
+	// before they are closed (default 1 minute).
+	RetiredPoolGrace time.Duration
 	// Logger receives reconnects and reload failures (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -78,6 +84,9 @@ func (c *Config) defaults() {
 	}
 	if c.LookupTimeout <= 0 {
 		c.LookupTimeout = 2 * time.Second
+	}
+	if c.RetiredPoolGrace <= 0 {
+		c.RetiredPoolGrace = time.Minute
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -279,13 +288,35 @@ func (r *Router) closePools() {
 	r.shardMu.Lock()
 	defer r.shardMu.Unlock()
 	for _, sp := range append(r.retired, mapValues(r.shards)...) {
-		for _, p := range []*pgxpool.Pool{sp.shard.Pool, sp.shard.Admin, sp.shard.Replica} {
-			if p != nil {
-				p.Close()
-			}
-		}
+		sp.close()
 	}
 	r.shards, r.retired = map[string]*shardPools{}, nil
+}
+
+// close closes the shard's pools, waiting for their connections in use.
+func (sp *shardPools) close() {
+	for _, p := range []*pgxpool.Pool{sp.shard.Pool, sp.shard.Admin, sp.shard.Replica} {
+		if p != nil {
+			p.Close()
+		}
+	}
+}
+
+// closeLater closes a replaced shard's pools after RetiredPoolGrace,
+// unless the router has closed them by then.
+func (r *Router) closeLater(sp *shardPools) {
+	time.AfterFunc(r.cfg.RetiredPoolGrace, func() {
+		r.shardMu.Lock()
+		i := slices.Index(r.retired, sp)
+		if i >= 0 {
+			r.retired = slices.Delete(r.retired, i, i+1)
+		}
+		r.shardMu.Unlock()
+		if i >= 0 {
+			sp.close()
+			r.log.Info("router: closed the pools of a shard's previous DSN", "shard", sp.shard.Name, "grace", r.cfg.RetiredPoolGrace)
+		}
+	})
 }
 
 func mapValues[K comparable, V any](m map[K]V) []V {
@@ -308,9 +339,10 @@ func (r *Router) shardFor(sh registry.Shard) (*tenancy.Shard, error) {
 			return sp.shard, nil
 		}
 		// The DSN changed (failover, new replica): new pools; the old ones
-		// serve what still holds them and close with the router.
+		// serve what still holds them for a grace period.
 		r.retired = append(r.retired, sp)
 		delete(r.shards, sh.Name)
+		r.closeLater(sp)
 	}
 	out := &tenancy.Shard{Name: sh.Name}
 	var err error

@@ -563,11 +563,11 @@ func (s *syncBuffer) String() string {
 
 // TestShardDSNChange: when a shard's DSN changes in the registry (a
 // failover) and routers are told to reload everything, its tenants get
-// placements on new pools.
+// placements on new pools, and the old pools are closed after the grace.
 func TestShardDSNChange(t *testing.T) {
 	f := newFleet(t, nil)
 	tn := f.tenant(t, "s0", "")
-	r := f.router(t, router.Config{})
+	r := f.router(t, router.Config{RetiredPoolGrace: 200 * time.Millisecond})
 	ctx := context.Background()
 	before, err := r.Resolve(ctx, tn.ID)
 	require.NoError(t, err)
@@ -580,6 +580,17 @@ func TestShardDSNChange(t *testing.T) {
 	})
 	_, err = clientOf(r).Customer.Query().Count(ctxOf(tn.ID))
 	require.NoError(t, err)
+	eventually(t, "the old pools to close after the grace", func() bool {
+		conn, err := before.Shard.Admin.Acquire(ctx)
+		if err == nil {
+			conn.Release()
+		}
+		return err != nil
+	})
+	_, err = before.Shard.Pool.Acquire(ctx)
+	require.Error(t, err)
+	_, err = clientOf(r).Customer.Query().Count(ctxOf(tn.ID))
+	require.NoError(t, err, "the new pools serve")
 }
 
 // BenchmarkResolve measures a cache hit, from parallel goroutines.
