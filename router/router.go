@@ -334,15 +334,15 @@ func mapValues[K comparable, V any](m map[K]V) []V {
 func (r *Router) shardFor(sh registry.Shard) (*tenancy.Shard, error) {
 	r.shardMu.Lock()
 	defer r.shardMu.Unlock()
-	if sp := r.shards[sh.Name]; sp != nil {
-		if sp.dsn == sh.DSN && sp.replicaDSN == sh.ReplicaDSN {
-			return sp.shard, nil
+	old := r.shards[sh.Name]
+	if old != nil {
+		if old.dsn == sh.DSN && old.replicaDSN == sh.ReplicaDSN {
+			return old.shard, nil
 		}
 		// The DSN changed (failover, new replica): new pools; the old ones
 		// serve what still holds them for a grace period.
-		r.retired = append(r.retired, sp)
+		r.retired = append(r.retired, old)
 		delete(r.shards, sh.Name)
-		r.closeLater(sp)
 	}
 	out := &tenancy.Shard{Name: sh.Name}
 	var err error
@@ -360,6 +360,17 @@ func (r *Router) shardFor(sh registry.Shard) (*tenancy.Shard, error) {
 		return nil, err
 	}
 	r.shards[sh.Name] = &shardPools{dsn: sh.DSN, replicaDSN: sh.ReplicaDSN, shard: out}
+	if old != nil {
+		if r.unscoped != nil && r.unscoped.Shard == old.shard {
+			// Unscoped access follows the shard to its new pools.
+			if p, err := tenancy.NewPlacement(tenancy.ID{}, out, r.cfg.UnscopedSchema, tenancy.DefaultLimits); err == nil {
+				r.unscoped = p
+			} else {
+				r.log.Warn("router: unscoped access stays on the shard's previous pools", "shard", sh.Name, "err", err)
+			}
+		}
+		r.closeLater(old)
+	}
 	return out, nil
 }
 

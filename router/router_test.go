@@ -563,14 +563,19 @@ func (s *syncBuffer) String() string {
 
 // TestShardDSNChange: when a shard's DSN changes in the registry (a
 // failover) and routers are told to reload everything, its tenants get
-// placements on new pools, and the old pools are closed after the grace.
+// placements on new pools, unscoped access on that shard follows them, and
+// the old pools are closed after the grace.
 func TestShardDSNChange(t *testing.T) {
 	f := newFleet(t, nil)
 	tn := f.tenant(t, "s0", "")
-	r := f.router(t, router.Config{RetiredPoolGrace: 200 * time.Millisecond})
+	r := f.router(t, router.Config{RetiredPoolGrace: 200 * time.Millisecond, UnscopedShard: "s0", UnscopedSchema: tn.Placement.Schema})
 	ctx := context.Background()
+	uctx := tenancy.Unscoped(ctx, "test: unscoped access across a DSN change")
 	before, err := r.Resolve(ctx, tn.ID)
 	require.NoError(t, err)
+	unscoped, err := r.ResolveUnscoped(ctx)
+	require.NoError(t, err)
+	require.Same(t, before.Shard, unscoped.Shard)
 	require.NoError(t, f.store.Client().Shard.Update().Where(entshard.Name("s0")).
 		SetDsn(f.clusters[0].DSN("postgres", apptest.Database)+"&application_name=after_failover").Exec(ctx))
 	require.NoError(t, f.store.NotifyAll(ctx))
@@ -591,6 +596,13 @@ func TestShardDSNChange(t *testing.T) {
 	require.Error(t, err)
 	_, err = clientOf(r).Customer.Query().Count(ctxOf(tn.ID))
 	require.NoError(t, err, "the new pools serve")
+	after, err := r.Resolve(ctx, tn.ID)
+	require.NoError(t, err)
+	unscoped, err = r.ResolveUnscoped(ctx)
+	require.NoError(t, err)
+	require.Same(t, after.Shard, unscoped.Shard, "unscoped access is on the new pools")
+	_, err = clientOf(r).Customer.Query().Count(uctx)
+	require.NoError(t, err, "unscoped access after the old pools closed")
 }
 
 // BenchmarkResolve measures a cache hit, from parallel goroutines.
