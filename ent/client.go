@@ -11,7 +11,6 @@ import (
 
 	"github.com/tenantry/tenantry/ent/migrate"
 
-	"entgo.io/ent"
 	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
@@ -22,6 +21,7 @@ import (
 	"github.com/tenantry/tenantry/ent/shard"
 	"github.com/tenantry/tenantry/ent/tenant"
 
+	"entgo.io/ent"
 	"github.com/tenantry/tenantry/tenancy"
 )
 

@@ -12,7 +12,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/tenantry/tenantry/examples/app/ent/migrate"
 
-	"entgo.io/ent"
 	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
@@ -22,6 +21,7 @@ import (
 	"github.com/tenantry/tenantry/examples/app/ent/ordertag"
 	"github.com/tenantry/tenantry/examples/app/ent/tag"
 
+	"entgo.io/ent"
 	"github.com/tenantry/tenantry/tenancy"
 )
 
