@@ -33,6 +33,7 @@ type tableInfo struct {
 	columns  []Column // not dropped, not generated, in attnum order
 	tenant   bool     // has tenant_id
 	identity bool     // has an identity column
+	forceRLS bool     // FORCE ROW LEVEL SECURITY: the policy applies to the owner too
 	refs     []string // tables of the same schema it references (foreign keys)
 }
 
@@ -48,7 +49,7 @@ func (t *tableInfo) column(name string) (Column, bool) {
 // readTables reads the ordinary and partitioned tables of a schema
 // (partitions are read through their parent), sorted by name.
 func readTables(ctx context.Context, q querier, schema string) ([]*tableInfo, error) {
-	rows, err := q.Query(ctx, `SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attidentity <> '', a.attgenerated <> ''
+	rows, err := q.Query(ctx, `SELECT c.relname::text, c.relforcerowsecurity, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attidentity <> '', a.attgenerated <> ''
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
@@ -60,13 +61,13 @@ func readTables(ctx context.Context, q querier, schema string) ([]*tableInfo, er
 	var out []*tableInfo
 	for rows.Next() {
 		var table, col, typ string
-		var identity, generated bool
-		if err := rows.Scan(&table, &col, &typ, &identity, &generated); err != nil {
+		var force, identity, generated bool
+		if err := rows.Scan(&table, &force, &col, &typ, &identity, &generated); err != nil {
 			return nil, err
 		}
 		t := byName[table]
 		if t == nil {
-			t = &tableInfo{name: table}
+			t = &tableInfo{name: table, forceRLS: force}
 			byName[table] = t
 			out = append(out, t)
 		}

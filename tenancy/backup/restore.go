@@ -246,9 +246,6 @@ type restoreRun struct {
 	res  *RestoreResult
 	log  *slog.Logger
 	role string
-	// direct: COPY straight into the tables (loadDirect), for a staging
-	// schema that keeps the archive's tenant.
-	direct bool
 }
 
 // suffix is the tenant's hex id and a UTC time to the millisecond, for the
@@ -342,9 +339,6 @@ func (r *restoreRun) schema(ctx context.Context, conn *pgxpool.Conn) (err error)
 		r.log.Info("restore: indexes and constraints built", "statements", len(deferred.Creates), "elapsed", time.Since(start).Round(time.Millisecond))
 		return nil
 	}
-	// The staging schema's rows keep the archive's tenant unless it is a
-	// clone, whose tenant_id the temporary-table path rewrites.
-	r.direct = !r.res.Clone
 	if err := r.loadAndVerify(ctx, tx, staging, tables, false, readd); err != nil {
 		return err
 	}
@@ -611,7 +605,17 @@ func (r *restoreRun) loadAndVerify(ctx context.Context, tx pgx.Tx, schema string
 			}
 			same = same && tc.Type == c.Type
 		}
-		if err := r.loadTable(ctx, tx, schema, len(done), t, at); err != nil {
+		// A staging schema whose rows keep the archive's tenant is loaded
+		// by COPY; a shared schema, whose other tenants' rows the owner
+		// must not touch, and a clone, whose tenant_id is rewritten, go
+		// through a temporary table.
+		var err error
+		if shared || r.res.Clone {
+			err = r.loadTable(ctx, tx, schema, len(done), t, at)
+		} else {
+			err = r.loadDirect(ctx, tx, schema, t, at)
+		}
+		if err != nil {
 			return err
 		}
 		done = append(done, loaded{at, same})
@@ -636,16 +640,11 @@ func (r *restoreRun) loadAndVerify(ctx context.Context, tx pgx.Tx, schema string
 	return nil
 }
 
-// loadTable loads one data file into its table: straight by COPY where
-// r.direct (loadDirect), otherwise into a temporary table, checked, then
-// inserted under the tenant's row-level security with tenant_id set to the
-// restored tenant (a shared schema, whose other tenants' rows the owner
-// must not touch, and clones).
+// loadTable streams one data file into a temporary table, checks it, and
+// inserts it under the tenant's row-level security with tenant_id set to
+// the restored tenant.
 func (r *restoreRun) loadTable(ctx context.Context, tx pgx.Tx, schema string, i int, t *tableInfo, at Table) error {
 	start := time.Now()
-	if r.direct {
-		return r.loadDirect(ctx, tx, schema, t, at, start)
-	}
 	tmp := "pg_temp." + ident("tenantry_restore_"+strconv.Itoa(i))
 	cols := columnList(at.Columns)
 	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE "+tmp+" ON COMMIT DROP AS SELECT "+cols+" FROM "+qualified(schema, t.name)+" WITH NO DATA"); err != nil {
@@ -698,13 +697,10 @@ func (r *restoreRun) loadTable(ctx context.Context, tx pgx.Tx, schema string, i 
 // before the next table. COPY writes rows in batches, where INSERT ...
 // SELECT from a temporary table wrote them one at a time after a first
 // copy.
-func (r *restoreRun) loadDirect(ctx context.Context, tx pgx.Tx, schema string, t *tableInfo, at Table, start time.Time) error {
+func (r *restoreRun) loadDirect(ctx context.Context, tx pgx.Tx, schema string, t *tableInfo, at Table) error {
+	start := time.Now()
 	ref := qualified(schema, t.name)
-	var force bool
-	if err := tx.QueryRow(ctx, "SELECT relforcerowsecurity FROM pg_class WHERE oid = $1::regclass", ref).Scan(&force); err != nil {
-		return fmt.Errorf("load %s: %w", t.name, err)
-	}
-	if force {
+	if t.forceRLS {
 		if err := execAll(ctx, tx, "ALTER TABLE "+ref+" NO FORCE ROW LEVEL SECURITY"); err != nil {
 			return fmt.Errorf("load %s: %w", t.name, err)
 		}
@@ -723,7 +719,7 @@ func (r *restoreRun) loadDirect(ctx context.Context, tx pgx.Tx, schema string, t
 			return err
 		}
 	}
-	if force {
+	if t.forceRLS {
 		if err := execAll(ctx, tx, "ALTER TABLE "+ref+" FORCE ROW LEVEL SECURITY"); err != nil {
 			return fmt.Errorf("load %s: %w", t.name, err)
 		}
