@@ -363,7 +363,7 @@ func (r *Router) shardFor(sh registry.Shard) (*tenancy.Shard, error) {
 	if old != nil {
 		if r.unscoped != nil && r.unscoped.Shard == old.shard {
 			// Unscoped access follows the shard to its new pools.
-			if p, err := tenancy.NewPlacement(tenancy.ID{}, out, r.cfg.UnscopedSchema, tenancy.DefaultLimits); err == nil {
+			if p, err := r.unscopedOn(out); err == nil {
 				r.unscoped = p
 			} else {
 				r.log.Warn("router: unscoped access stays on the shard's previous pools", "shard", sh.Name, "err", err)
@@ -597,14 +597,24 @@ func (r *Router) setUnscoped(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := tenancy.NewPlacement(tenancy.ID{}, shard, r.cfg.UnscopedSchema, tenancy.DefaultLimits)
+	p, err := r.unscopedOn(shard)
 	if err != nil {
-		return fmt.Errorf("router: unscoped placement: %w", err)
+		return err
 	}
 	r.shardMu.Lock()
 	r.unscoped = p
 	r.shardMu.Unlock()
 	return nil
+}
+
+// unscopedOn returns the placement of unscoped access without a tenant on
+// shard's pools.
+func (r *Router) unscopedOn(shard *tenancy.Shard) (*tenancy.Placement, error) {
+	p, err := tenancy.NewPlacement(tenancy.ID{}, shard, r.cfg.UnscopedSchema, tenancy.DefaultLimits)
+	if err != nil {
+		return nil, fmt.Errorf("router: unscoped placement: %w", err)
+	}
+	return p, nil
 }
 
 // ----- listening
