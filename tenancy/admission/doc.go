@@ -29,6 +29,11 @@
 // with a few quick queries waits about one slot release, whatever the
 // others queue.
 //
+// The gate keeps state per pool and per tenant on it while they are in
+// use, and drops it once they have been idle for Config.IdleTTL: its memory
+// follows the tenants and pools in recent use, including across the pool
+// replacements of a router's failovers.
+//
 // Enter and Leave do not allocate when the tenant is under its limits and a
 // slot is free; waiting reuses pooled waiters.
 package admission

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tenantry/tenantry/tenancy"
@@ -56,6 +57,14 @@ type Config struct {
 	RateLimiter RateLimiter
 	// Observer, when set, is told every decision.
 	Observer Observer
+	// IdleTTL is how long the gate keeps the state of a tenant on a pool,
+	// and of a pool, after its last statement left. 0: 10 minutes. Dropped
+	// state is rebuilt on the next statement; what is lost is the tenant's
+	// recent connection hold times, which a tenant idle that long no longer
+	// has. This bounds the gate's memory by the tenants and pools in recent
+	// use: a fleet's tenants come and go, and a router replaces a shard's
+	// pools at every failover.
+	IdleTTL time.Duration
 }
 
 // Gate is the admission controller of a set of shards. It implements
@@ -63,11 +72,12 @@ type Config struct {
 // (Unscoped contexts that name none; they run on the admin pool) pass
 // without admission.
 type Gate struct {
-	cfg     Config
-	quantum int64
-	shards  sync.Map // keyOf(*tenancy.Shard) -> *shard
-	mu      sync.Mutex
-	refused refusals
+	cfg       Config
+	quantum   int64
+	shards    sync.Map // keyOf(*tenancy.Shard) -> *shard
+	mu        sync.Mutex
+	refused   refusals
+	nextSweep atomic.Int64 // nanotime after which Enter starts a sweep
 }
 
 var _ tenancy.Gate = (*Gate)(nil)
@@ -80,7 +90,12 @@ func New(cfg Config) *Gate {
 	if cfg.Quantum <= 0 {
 		cfg.Quantum = time.Millisecond
 	}
-	return &Gate{cfg: cfg, quantum: int64(cfg.Quantum)}
+	if cfg.IdleTTL <= 0 {
+		cfg.IdleTTL = 10 * time.Minute
+	}
+	g := &Gate{cfg: cfg, quantum: int64(cfg.Quantum)}
+	g.nextSweep.Store(nanotime() + int64(cfg.IdleTTL)/2)
+	return g
 }
 
 // ErrTenantBusy is wrapped by the *BusyError that Enter returns when a
@@ -137,6 +152,8 @@ type shard struct {
 	tenants  map[tenancy.ID]*tenant
 	ring     *tenant // next tenant to visit in the ring of tenants with waiters
 	nactive  int
+	lastUsed int64 // nanotime of the last admission or release
+	dropped  bool  // swept out of Gate.shards: look the pool up again
 }
 
 // tenant is the admission state of one tenant on one shard.
@@ -199,9 +216,54 @@ func (g *Gate) shardOf(s *tenancy.Shard) *shard {
 	} else if s.Pool != nil {
 		capacity = int(s.Pool.Config().MaxConns)
 	}
-	sh := &shard{name: s.Name, pool: poolKind(s), capacity: max(capacity, 1), tenants: map[tenancy.ID]*tenant{}}
+	sh := &shard{name: s.Name, pool: poolKind(s), capacity: max(capacity, 1), tenants: map[tenancy.ID]*tenant{}, lastUsed: nanotime()}
 	g.shards.Store(key, sh)
 	return sh
+}
+
+// lockShard returns the state of s's pool, locked and still in g.shards.
+func (g *Gate) lockShard(s *tenancy.Shard) *shard {
+	for {
+		sh := g.shardOf(s)
+		sh.mu.Lock()
+		if !sh.dropped {
+			return sh
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// maybeSweep starts a sweep when one is due, at most every IdleTTL/2.
+func (g *Gate) maybeSweep(now int64) {
+	next := g.nextSweep.Load()
+	if now < next || !g.nextSweep.CompareAndSwap(next, now+int64(g.cfg.IdleTTL)/2) {
+		return
+	}
+	go g.sweep(now)
+}
+
+// sweep drops the state of tenants and pools idle for longer than IdleTTL
+// at now, and the rate limiter's refusals that have expired. State with
+// statements running or waiting is never dropped, so that every Leave finds
+// the state its Enter counted in.
+func (g *Gate) sweep(now int64) {
+	idle := int64(g.cfg.IdleTTL)
+	g.shards.Range(func(k, v any) bool {
+		sh := v.(*shard)
+		sh.mu.Lock()
+		for id, t := range sh.tenants {
+			if t.inflight == 0 && t.qlen == 0 && now-t.lastChange > idle {
+				delete(sh.tenants, id)
+			}
+		}
+		if sh.inflight == 0 && sh.queued == 0 && now-sh.lastUsed > idle {
+			sh.dropped = true
+			g.shards.CompareAndDelete(k, v)
+		}
+		sh.mu.Unlock()
+		return true
+	})
+	g.refused.sweep(now)
 }
 
 func (g *Gate) capOf(p *tenancy.Placement, sh *shard) int {
@@ -237,21 +299,22 @@ func (g *Gate) Enter(ctx context.Context, p *tenancy.Placement) error {
 			return err
 		}
 	}
-	sh := g.shardOf(p.Shard)
-	sh.mu.Lock()
+	sh := g.lockShard(p.Shard)
+	now := nanotime()
 	t := sh.tenants[p.Tenant]
 	if t == nil {
-		t = &tenant{id: p.Tenant, lastChange: nanotime()}
+		t = &tenant{id: p.Tenant, lastChange: now}
 		sh.tenants[p.Tenant] = t
 	}
 	oldCap := t.cap
 	t.cap = g.capOf(p, sh)
 	if t.qlen == 0 && t.inflight < t.cap && sh.inflight < sh.capacity {
-		sh.admit(t, nanotime())
+		sh.admit(t, now)
 		if g.cfg.Observer != nil {
 			g.cfg.Observer.Admitted(p, 0)
 		}
 		sh.mu.Unlock()
+		g.maybeSweep(now)
 		return nil
 	}
 	if g.cfg.MaxQueue > 0 && t.qlen >= g.cfg.MaxQueue {
@@ -369,12 +432,14 @@ func (t *tenant) cost() int64 {
 }
 
 func (sh *shard) admit(t *tenant, now int64) {
+	sh.lastUsed = now
 	t.account(now)
 	t.inflight++
 	sh.inflight++
 }
 
 func (sh *shard) release(t *tenant, now int64) {
+	sh.lastUsed = now
 	t.account(now)
 	t.inflight--
 	sh.inflight--

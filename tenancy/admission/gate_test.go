@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -367,4 +368,52 @@ func BenchmarkEnterLeaveContended(b *testing.B) {
 			g.Leave(p)
 		}
 	})
+}
+
+// TestIdleStateSwept: the gate drops a pool's state on its own once the
+// pool has been idle for IdleTTL (here a pool a router replaced), while
+// statements keep entering other pools, and the pools still in use keep
+// their counts under sweeps as frequent as they get.
+func TestIdleStateSwept(t *testing.T) {
+	g := admission.New(admission.Config{Capacity: fixedCapacity(4), IdleTTL: 5 * time.Millisecond})
+	ctx := context.Background()
+	replaced := placement(&tenancy.Shard{Name: "replaced"}, tenancy.Limits{})
+	if err := g.Enter(ctx, replaced); err != nil {
+		t.Fatal(err)
+	}
+	g.Leave(replaced)
+
+	cur := &tenancy.Shard{Name: "cur"}
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(2 * time.Second)
+	for range 8 {
+		p := placement(cur, tenancy.Limits{MaxConns: 2})
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				if err := g.Enter(ctx, p); err != nil {
+					t.Error(err)
+					return
+				}
+				g.Leave(p)
+				if names := shardNames(g); !slices.Contains(names, "replaced") {
+					return
+				}
+			}
+			t.Error("the replaced pool's state was never swept")
+		})
+	}
+	wg.Wait()
+	for _, s := range g.Stats() {
+		if s.InFlight != 0 || s.Queued != 0 {
+			t.Fatalf("after every Leave: %+v", s)
+		}
+	}
+}
+
+func shardNames(g *admission.Gate) []string {
+	var out []string
+	for _, s := range g.Stats() {
+		out = append(out, s.Shard)
+	}
+	return out
 }

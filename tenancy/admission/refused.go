@@ -72,6 +72,24 @@ func (r *refusals) get(id tenancy.ID, now int64) error {
 	return f.err
 }
 
+// sweep drops the refusals that have expired at now.
+func (r *refusals) sweep(now int64) {
+	for i := range r.parts {
+		pt := &r.parts[i]
+		if pt.n.Load() == 0 {
+			continue
+		}
+		pt.mu.Lock()
+		for id, f := range pt.m {
+			if now >= f.until {
+				delete(pt.m, id)
+			}
+		}
+		pt.n.Store(int32(len(pt.m)))
+		pt.mu.Unlock()
+	}
+}
+
 // Check returns the rate limiter's error if tenant was throttled and the
 // retry-after it was given has not passed yet, and nil otherwise. It costs
 // a map lookup and allocates nothing: call it in middleware, before
