@@ -11,7 +11,7 @@ import (
 
 type throttled struct{}
 
-func (throttled) Error() string               { return "throttled" }
+func (throttled) Error() string             { return "throttled" }
 func (throttled) RetryAfter() time.Duration { return time.Second }
 
 // TestSweep: a sweep drops the tenants and pools idle for longer than
