@@ -945,6 +945,20 @@ func leakRawReadCells(p *leakPair) []leakGraphCell {
 			},
 		},
 		{
+			// A SET hidden behind nested block comments; in the matrix's
+			// transaction modes the setting outlives the statement.
+			// PostgreSQL's comments nest; CheckRawSQL must read them so.
+			name: "Raw/SET LOCAL app.current_tenant_id=victim behind nested comments, then SELECT", want: "victim rows=[]",
+			refusal: tenancy.ErrRawSQLRefused,
+			run: func(ctx context.Context, c *ent.Client) (any, error) {
+				if _, err := c.ExecContext(ctx, `/* /* */ select */ SET LOCAL app.current_tenant_id = '`+v.id.String()+`'`); err != nil {
+					return nil, err
+				}
+				rows, err := rawStrings(ctx, c, `SELECT id::text, tenant_id::text FROM orders`)
+				return victimRows(rows, p), err
+			},
+		},
+		{
 			// The same set_config, run by ts_rewrite(tsquery, text), which
 			// executes the SQL text of its second argument, here a bind
 			// parameter: CheckRawSQL reads the statement, not its arguments.

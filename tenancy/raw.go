@@ -64,11 +64,9 @@ func firstKeyword(q string) string {
 			}
 			q = q[i+1:]
 		case strings.HasPrefix(q, "/*"):
-			i := strings.Index(q, "*/")
-			if i < 0 {
+			if q = skipBlockComment(q); q == "" {
 				return ""
 			}
-			q = q[i+2:]
 		case strings.HasPrefix(q, "("):
 			return "("
 		default:
@@ -79,4 +77,25 @@ func firstKeyword(q string) string {
 			return q[:end]
 		}
 	}
+}
+
+// skipBlockComment returns q after the block comment it starts with, or ""
+// if the comment does not end. Block comments nest in PostgreSQL: the
+// comment ends where its depth returns to zero, not at the first "*/".
+func skipBlockComment(q string) string {
+	depth := 0
+	for i := 0; i+1 < len(q); i++ {
+		switch q[i : i+2] {
+		case "/*":
+			depth++
+			i++
+		case "*/":
+			depth--
+			i++
+			if depth == 0 {
+				return q[i+1:]
+			}
+		}
+	}
+	return ""
 }

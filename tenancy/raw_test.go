@@ -33,6 +33,11 @@ func TestCheckRawSQL(t *testing.T) {
 		{"SELECT ts_stat($1)", false},
 		{"SELECT current_setting('app.current_tenant_id')", true},
 		{"", false},
+		// Block comments nest in PostgreSQL: this is a SET for the server.
+		{"/* /* */ select */ SET LOCAL app.current_tenant_id = 'x'", false},
+		{"/* a /* b */ c */ select 1", true},
+		{"/**/select 1", true},
+		{"/* /* */ select 1", false}, // the comment does not end
 	}
 	for _, tt := range tests {
 		err := tenancy.CheckRawSQL(scoped, tt.query)
