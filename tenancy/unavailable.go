@@ -86,8 +86,13 @@ func (p *Placement) unavailable(pool *pgxpool.Pool, pc *pgconn.PgConn, err error
 		down = true
 	case errors.As(err, &pgErr):
 		switch {
-		case len(pgErr.Code) == 5 && pgErr.Code[:2] == "08", // connection exception
-			pgErr.Code == "57P01", // admin_shutdown
+		case len(pgErr.Code) == 5 && pgErr.Code[:2] == "08": // connection exception
+			// unless the server raised it on a connection that lives on:
+			// 08P01 (protocol_violation) is a plain ERROR for a malformed
+			// message, e.g. a Bind whose result formats do not match the
+			// statement's columns.
+			down = pc == nil || pc.IsClosed()
+		case pgErr.Code == "57P01", // admin_shutdown
 			pgErr.Code == "57P02", // crash_shutdown
 			pgErr.Code == "57P03": // cannot_connect_now (starting up, recovering)
 			down = true
