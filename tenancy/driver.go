@@ -236,8 +236,7 @@ func (d *Driver) Exec(ctx context.Context, query string, args, v any) error {
 	c := l.conn.Conn()
 	prefix := l.p.implicitPrefix()
 	err = execStatement(ctx, c, l.st, prefix, l.settings, query, argv, v)
-	if retryable(err) {
-		l.st.forget(query)
+	if l.st.recover(query, err) {
 		err = execStatement(ctx, c, l.st, prefix, l.settings, query, argv, v)
 	}
 	return l.p.failed(l.pool, c.PgConn(), query, err)
@@ -260,13 +259,13 @@ func (d *Driver) Query(ctx context.Context, query string, args, v any) error {
 	c := l.conn.Conn()
 	prefix := l.p.implicitPrefix()
 	r, err := queryStatement(ctx, c, l.st, prefix, l.settings, query, argv)
-	if retryable(err) {
-		l.st.forget(query)
+	if l.st.recover(query, err) {
 		r, err = queryStatement(ctx, c, l.st, prefix, l.settings, query, argv)
 	}
 	if err != nil {
+		err = l.p.failed(l.pool, c.PgConn(), query, err) // reads the connection: before release
 		l.release()
-		return l.p.failed(l.pool, c.PgConn(), query, err)
+		return err
 	}
 	r.lease, r.query = l, query
 	*vr = entsql.Rows{ColumnScanner: r}
@@ -383,8 +382,9 @@ func (tx *Tx) Exec(ctx context.Context, query string, args, v any) error {
 	begin, settings := tx.opening()
 	err = execStatement(ctx, tx.c, tx.lease.st, begin, settings, query, argv, v)
 	tx.opened(begin, err)
-	if retryable(err) {
-		tx.lease.st.forget(query)
+	if tx.lease.st.recover(query, err) && unsent(err) {
+		err = execStatement(ctx, tx.c, tx.lease.st, begin, settings, query, argv, v)
+		tx.opened(begin, err)
 	}
 	return tx.lease.p.failed(tx.lease.pool, tx.c.PgConn(), query, err)
 }
@@ -405,10 +405,11 @@ func (tx *Tx) Query(ctx context.Context, query string, args, v any) error {
 	begin, settings := tx.opening()
 	r, err := queryStatement(ctx, tx.c, tx.lease.st, begin, settings, query, argv)
 	tx.opened(begin, err)
+	if tx.lease.st.recover(query, err) && unsent(err) {
+		r, err = queryStatement(ctx, tx.c, tx.lease.st, begin, settings, query, argv)
+		tx.opened(begin, err)
+	}
 	if err != nil {
-		if retryable(err) {
-			tx.lease.st.forget(query)
-		}
 		return tx.lease.p.failed(tx.lease.pool, tx.c.PgConn(), query, err)
 	}
 	r.lease.p, r.lease.pool, r.query = tx.lease.p, tx.lease.pool, query
@@ -454,18 +455,11 @@ func argsOf(args any) ([]any, error) {
 	}
 }
 
-// retryable reports errors after which the statement is re-prepared: a
-// prepared statement that is gone, or whose result shape changed (a tenant
-// schema migrated since it was prepared).
-func retryable(err error) bool {
-	if err == nil {
-		return false
-	}
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
-		return false
-	}
-	return pgErr.Code == "26000" || (pgErr.Code == "0A000" && pgErr.Message == "cached plan must not change result type")
+// unsent reports an error raised before anything was sent for the
+// statement, which a transaction survives.
+func unsent(err error) bool {
+	var e *encodeError
+	return errors.As(err, &e)
 }
 
 // send batches [BEGIN (or readOnlySQL)], [scope settings] and the statement
@@ -486,7 +480,7 @@ func send(ctx context.Context, c *pgx.Conn, st *connState, begin string, setting
 		}
 	}
 	if err := st.eqb.Build(c.TypeMap(), sd, args); err != nil {
-		return nil, nil, fmt.Errorf("tenancy: encode arguments: %w", err)
+		return nil, nil, lent(borrowed, &encodeError{err})
 	}
 	batch := &st.batch
 	*batch = pgconn.Batch{}
@@ -520,11 +514,19 @@ func send(ctx context.Context, c *pgx.Conn, st *connState, begin string, setting
 	}
 	if !mrr.NextResult() {
 		if err := mrr.Close(); err != nil {
-			return nil, nil, err
+			return nil, nil, lent(borrowed, err)
 		}
 		return nil, nil, errors.New("tenancy: no result for the statement")
 	}
 	return mrr, mrr.ResultReader(), nil
+}
+
+// lent marks err as the error of a borrowed statement description.
+func lent(borrowed bool, err error) error {
+	if borrowed {
+		return &borrowedError{err}
+	}
+	return err
 }
 
 // readOnlySQL makes the implicit transaction of a statement of a fenced

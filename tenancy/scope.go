@@ -107,7 +107,7 @@ func (st *connState) scope(ctx context.Context, c *pgx.Conn, v *scopeValues) (*p
 	if sd := st.scopes[mask]; sd != nil {
 		return sd, vals, nil
 	}
-	sd, err := c.PgConn().Prepare(ctx, "tenantry_scope_"+strconv.FormatUint(uint64(mask), 10), scopeSQL(mask), nil)
+	sd, err := c.PgConn().Prepare(ctx, "tenantry_scope_"+strconv.Itoa(st.scopeGen)+"_"+strconv.FormatUint(uint64(mask), 10), scopeSQL(mask), nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("tenancy: prepare scope statement: %w", err)
 	}

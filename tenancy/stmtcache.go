@@ -3,9 +3,12 @@ package tenancy
 import (
 	"container/list"
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"strconv"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -39,22 +42,23 @@ import (
 // make the server re-analyse it there, and again when the lender next runs
 // it: two plannings per borrow on a shard with more pairs than the cache).
 type connState struct {
-	session [][]byte                                     // session values of the limits, read on first use
-	scopes  [1 << numLimits]*pgconn.StatementDescription // scope statements by limit mask
-	vals    [][]byte                                     // scope parameter buffer
-	path    []byte                                       // search_path of the lease using the connection
-	byPath  map[string]map[string]*list.Element          // search_path -> SQL -> element holding *stmt
-	bySQL   map[string]*list.Element                     // SQL -> the most recently prepared *stmt of any search_path
-	freq    [freqSlots]uint8                             // runs of (search_path, SQL), hashed
-	nfreq   int                                          // runs since freq was last aged
-	seed    maphash.Seed
-	lru     list.List
-	cap     int
-	seq     uint64
-	stale   []string            // statements to deallocate with the next prepare
-	schemas map[string]struct{} // search_paths served (WithMaxSchemasPerConn)
-	eqb     pgx.ExtendedQueryBuilder
-	batch   pgconn.Batch
+	session  [][]byte                                     // session values of the limits, read on first use
+	scopes   [1 << numLimits]*pgconn.StatementDescription // scope statements by limit mask
+	scopeGen int                                          // names the scope statements apart after a reset
+	vals     [][]byte                                     // scope parameter buffer
+	path     []byte                                       // search_path of the lease using the connection
+	byPath   map[string]map[string]*list.Element          // search_path -> SQL -> element holding *stmt
+	bySQL    map[string]*list.Element                     // SQL -> the most recently prepared *stmt of any search_path
+	freq     [freqSlots]uint8                             // runs of (search_path, SQL), hashed
+	nfreq    int                                          // runs since freq was last aged
+	seed     maphash.Seed
+	lru      list.List
+	cap      int
+	seq      uint64
+	stale    []string            // statements to deallocate with the next prepare
+	schemas  map[string]struct{} // search_paths served (WithMaxSchemasPerConn)
+	eqb      pgx.ExtendedQueryBuilder
+	batch    pgconn.Batch
 }
 
 // binaryUUID is a uuid.UUID as pgtype.UUIDValuer, which pgx encodes with
@@ -131,7 +135,9 @@ func (st *connState) serve(path []byte) int {
 // lookup returns the statement to run sql with under st.path, the path's
 // own or, when borrowed is true, the description of another path's (to
 // run as an unnamed statement), and the slot of (st.path, sql) in the
-// frequency table; nil means prepare one for st.path.
+// frequency table; nil means prepare one for st.path. A pair whose count
+// is saturated gets its own statement even when the cache is full: that is
+// where recover puts a pair whose borrowed run failed.
 func (st *connState) lookup(sql string) (sd *pgconn.StatementDescription, slot uint32, borrowed bool) {
 	slot = st.run(sql)
 	if e, ok := st.byPath[string(st.path)][sql]; ok {
@@ -143,7 +149,7 @@ func (st *connState) lookup(sql string) (sd *pgconn.StatementDescription, slot u
 		return nil, slot, false
 	}
 	if n := st.freq[slot]; n >= promoteAfter &&
-		(st.lru.Len() < st.cap || n > st.freq[st.lru.Back().Value.(*stmt).slot]) {
+		(st.lru.Len() < st.cap || n > st.freq[st.lru.Back().Value.(*stmt).slot] || n == math.MaxUint8) {
 		return nil, slot, false
 	}
 	st.lru.MoveToFront(e)
@@ -154,12 +160,7 @@ func (st *connState) lookup(sql string) (sd *pgconn.StatementDescription, slot u
 // counts live in a fixed table (a collision only overstates a pair) and are
 // halved every few runs per slot, so that what ran long ago loses its claim.
 func (st *connState) run(sql string) uint32 {
-	var h maphash.Hash
-	h.SetSeed(st.seed)
-	h.Write(st.path)
-	h.WriteByte(0)
-	h.WriteString(sql)
-	slot := uint32(h.Sum64() % freqSlots)
+	slot := st.slot(sql)
 	if st.freq[slot] < 255 {
 		st.freq[slot]++
 	}
@@ -172,15 +173,93 @@ func (st *connState) run(sql string) uint32 {
 	return slot
 }
 
-// forget drops the statements sql could run with under st.path, because
-// the server-side copy is gone or stale.
-func (st *connState) forget(sql string) {
-	if e, ok := st.byPath[string(st.path)][sql]; ok {
+// recover updates the cache after err, an error of running sql under
+// st.path, and reports whether running sql again may succeed where it
+// failed. Every error it recovers from is raised before the statement
+// runs (encoding, parse, bind, plan-cache revalidation, permission and
+// name checks), so a run that failed outside a transaction did nothing
+// and can be repeated; inside one, only an encoding error, which nothing
+// was sent for, can.
+//
+//   - 26000 (a prepared statement is gone: DEALLOCATE or DISCARD ran on
+//     the connection): every statement of the connection, the scope
+//     statements included, is prepared again on next use.
+//   - 0A000 from plan-cache revalidation (a migration changed the result
+//     type), an argument that does not encode to the statement's
+//     parameter types, 08P01 (a Bind whose formats do not match the
+//     statement), or an analysis error of class 42 other than 42501: the
+//     statement does not fit the schema any more. A statement of the
+//     path's own is dropped and prepared again; a borrowed description
+//     (another schema's, whose shape may differ mid-migration) is not
+//     borrowed again for this path, which gets its own statement.
+func (st *connState) recover(sql string, err error) bool {
+	if err == nil {
+		return false
+	}
+	var (
+		pgErr  *pgconn.PgError
+		encErr *encodeError
+	)
+	switch {
+	case errors.As(err, &encErr):
+	case !errors.As(err, &pgErr):
+		return false
+	case pgErr.Code == "26000":
+		st.reset()
+		return true
+	case pgErr.Code == "0A000" && (pgErr.Routine == "RevalidateCachedQuery" || pgErr.Message == "cached plan must not change result type"),
+		pgErr.Code == "08P01",
+		strings.HasPrefix(pgErr.Code, "42") && pgErr.Code != "42501":
+	default:
+		return false
+	}
+	var be *borrowedError
+	if errors.As(err, &be) {
+		st.freq[st.slot(sql)] = math.MaxUint8 // promoted at the next lookup
+	} else if e, ok := st.byPath[string(st.path)][sql]; ok {
 		st.remove(e)
 	}
-	if e, ok := st.bySQL[sql]; ok {
-		st.remove(e)
+	return true
+}
+
+// reset drops every statement of the connection, to be prepared again.
+// Closing a statement that is gone is no error, so all are queued for
+// deallocation, and the scope statements get new names.
+func (st *connState) reset() {
+	for st.lru.Len() > 0 {
+		st.remove(st.lru.Back())
 	}
+	for i, sd := range st.scopes {
+		if sd != nil {
+			st.stale = append(st.stale, sd.Name)
+			st.scopes[i] = nil
+		}
+	}
+	st.scopeGen++
+}
+
+// encodeError is an argument that did not encode to the parameter types
+// of the statement description it was to be sent with.
+type encodeError struct{ err error }
+
+func (e *encodeError) Error() string { return "tenancy: encode arguments: " + e.err.Error() }
+func (e *encodeError) Unwrap() error { return e.err }
+
+// borrowedError is the error of a statement run with the description of
+// another search_path's statement (connState.lookup).
+type borrowedError struct{ err error }
+
+func (e *borrowedError) Error() string { return e.err.Error() }
+func (e *borrowedError) Unwrap() error { return e.err }
+
+// slot returns the slot of (st.path, sql) in the frequency table.
+func (st *connState) slot(sql string) uint32 {
+	var h maphash.Hash
+	h.SetSeed(st.seed)
+	h.Write(st.path)
+	h.WriteByte(0)
+	h.WriteString(sql)
+	return uint32(h.Sum64() % freqSlots)
 }
 
 // remove drops e from the cache and queues its name for deallocation.
