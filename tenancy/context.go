@@ -39,6 +39,11 @@ func FromContext(ctx context.Context) (id ID, ok bool) {
 // for migration and admin code; tenantlint reports it anywhere else. A tenant
 // already in ctx is kept for routing. Each call is logged with its reason and
 // caller. reason must say why the bypass is needed; an empty reason panics.
+//
+// Raw SQL on an Unscoped context is not vetted (CheckRawSQL). Prefer SET
+// LOCAL to SET: a statement that reports SET, RESET, DISCARD, LISTEN or LOAD
+// makes the driver close its connection on release rather than hand the
+// changed session to the next user, which costs a reconnect.
 func Unscoped(ctx context.Context, reason string) context.Context {
 	if reason == "" {
 		panic("tenancy.Unscoped: a reason is required")

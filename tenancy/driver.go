@@ -7,6 +7,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -204,6 +205,9 @@ func (d *Driver) acquire(ctx context.Context, readOnly bool) (lease, error) {
 	}
 	st := stateOf(conn.Conn(), d.cacheSize)
 	st.path = settings[0]
+	// Unscoped work sends every limit: admin code may change session
+	// values on its connections, which the driver otherwise compares to.
+	st.allLimits = pool == p.Shard.Admin
 	retire := d.maxSchemas > 0 && st.serve(st.path) > d.maxSchemas
 	return lease{conn: conn, pool: pool, st: st, p: p, gate: d.gate, settings: settings, retire: retire}, nil
 }
@@ -235,10 +239,11 @@ func (d *Driver) Exec(ctx context.Context, query string, args, v any) error {
 	defer l.release()
 	c := l.conn.Conn()
 	prefix := l.p.implicitPrefix()
-	err = execStatement(ctx, c, l.st, prefix, l.settings, query, argv, v)
+	tag, err := execStatement(ctx, c, l.st, prefix, l.settings, query, argv, v)
 	if l.st.recover(query, err) {
-		err = execStatement(ctx, c, l.st, prefix, l.settings, query, argv, v)
+		tag, err = execStatement(ctx, c, l.st, prefix, l.settings, query, argv, v)
 	}
+	l.retire = l.retire || changesSession(tag)
 	return l.p.failed(l.pool, c.PgConn(), query, err)
 }
 
@@ -380,12 +385,13 @@ func (tx *Tx) Exec(ctx context.Context, query string, args, v any) error {
 		return err
 	}
 	begin, settings := tx.opening()
-	err = execStatement(ctx, tx.c, tx.lease.st, begin, settings, query, argv, v)
+	tag, err := execStatement(ctx, tx.c, tx.lease.st, begin, settings, query, argv, v)
 	tx.opened(begin, err)
 	if tx.lease.st.recover(query, err) && unsent(err) {
-		err = execStatement(ctx, tx.c, tx.lease.st, begin, settings, query, argv, v)
+		tag, err = execStatement(ctx, tx.c, tx.lease.st, begin, settings, query, argv, v)
 		tx.opened(begin, err)
 	}
+	tx.lease.retire = tx.lease.retire || changesSession(tag)
 	return tx.lease.p.failed(tx.lease.pool, tx.c.PgConn(), query, err)
 }
 
@@ -584,10 +590,10 @@ func scopeApplied(mrr *pgconn.MultiResultReader) error {
 
 var errScopeNotApplied = errors.New("the scope statement did not return 0: a set_config call returned NULL")
 
-func execStatement(ctx context.Context, c *pgx.Conn, st *connState, begin string, settings *scopeValues, query string, args []any, v any) error {
+func execStatement(ctx context.Context, c *pgx.Conn, st *connState, begin string, settings *scopeValues, query string, args []any, v any) (pgconn.CommandTag, error) {
 	mrr, rr, err := send(ctx, c, st, begin, settings, query, args)
 	if err != nil {
-		return err
+		return pgconn.CommandTag{}, err
 	}
 	tag, err := rr.Close()
 	// Errors raised at the implicit commit arrive with the Sync.
@@ -595,16 +601,35 @@ func execStatement(ctx context.Context, c *pgx.Conn, st *connState, begin string
 		err = cerr
 	}
 	if err != nil {
-		return err
+		return tag, err
 	}
 	switch v := v.(type) {
 	case nil:
 	case *stdsql.Result:
 		*v = result(tag.RowsAffected())
 	default:
-		return fmt.Errorf("tenancy: Exec: invalid type %T, expect *sql.Result", v)
+		return tag, fmt.Errorf("tenancy: Exec: invalid type %T, expect *sql.Result", v)
 	}
-	return nil
+	return tag, nil
+}
+
+// changesSession reports a statement that may have changed the
+// connection's session state: SET (a session-level one lasts after the
+// transaction), RESET, DISCARD, LISTEN, LOAD. The driver then closes the
+// connection when it is released, so that the next user gets a fresh one,
+// whose session values are those the driver reads and relies on.
+// (Unscoped raw SQL may run these; tenant-scoped raw SQL may not,
+// CheckRawSQL.)
+func changesSession(tag pgconn.CommandTag) bool {
+	s := tag.String()
+	if len(s) == 0 || (s[0] != 'S' && s[0] != 'R' && s[0] != 'D' && s[0] != 'L') {
+		return false
+	}
+	switch s {
+	case "SET", "RESET", "LISTEN", "LOAD":
+		return true
+	}
+	return strings.HasPrefix(s, "DISCARD")
 }
 
 func queryStatement(ctx context.Context, c *pgx.Conn, st *connState, begin string, settings *scopeValues, query string, args []any) (*rows, error) {

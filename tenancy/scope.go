@@ -98,7 +98,7 @@ func (st *connState) scope(ctx context.Context, c *pgx.Conn, v *scopeValues) (*p
 	vals := append(st.vals[:0], v[:numAlways]...)
 	var mask uint
 	for i := range numLimits {
-		if !bytes.Equal(v[numAlways+i], st.session[i]) {
+		if st.allLimits || !bytes.Equal(v[numAlways+i], st.session[i]) {
 			mask |= 1 << i
 			vals = append(vals, v[numAlways+i])
 		}

@@ -42,23 +42,24 @@ import (
 // make the server re-analyse it there, and again when the lender next runs
 // it: two plannings per borrow on a shard with more pairs than the cache).
 type connState struct {
-	session  [][]byte                                     // session values of the limits, read on first use
-	scopes   [1 << numLimits]*pgconn.StatementDescription // scope statements by limit mask
-	scopeGen int                                          // names the scope statements apart after a reset
-	vals     [][]byte                                     // scope parameter buffer
-	path     []byte                                       // search_path of the lease using the connection
-	byPath   map[string]map[string]*list.Element          // search_path -> SQL -> element holding *stmt
-	bySQL    map[string]*list.Element                     // SQL -> the most recently prepared *stmt of any search_path
-	freq     [freqSlots]uint8                             // runs of (search_path, SQL), hashed
-	nfreq    int                                          // runs since freq was last aged
-	seed     maphash.Seed
-	lru      list.List
-	cap      int
-	seq      uint64
-	stale    []string            // statements to deallocate with the next prepare
-	schemas  map[string]struct{} // search_paths served (WithMaxSchemasPerConn)
-	eqb      pgx.ExtendedQueryBuilder
-	batch    pgconn.Batch
+	session   [][]byte                                     // session values of the limits, read on first use
+	scopes    [1 << numLimits]*pgconn.StatementDescription // scope statements by limit mask
+	scopeGen  int                                          // names the scope statements apart after a reset
+	allLimits bool                                         // send every limit whatever the session values (the admin pool)
+	vals      [][]byte                                     // scope parameter buffer
+	path      []byte                                       // search_path of the lease using the connection
+	byPath    map[string]map[string]*list.Element          // search_path -> SQL -> element holding *stmt
+	bySQL     map[string]*list.Element                     // SQL -> the most recently prepared *stmt of any search_path
+	freq      [freqSlots]uint8                             // runs of (search_path, SQL), hashed
+	nfreq     int                                          // runs since freq was last aged
+	seed      maphash.Seed
+	lru       list.List
+	cap       int
+	seq       uint64
+	stale     []string            // statements to deallocate with the next prepare
+	schemas   map[string]struct{} // search_paths served (WithMaxSchemasPerConn)
+	eqb       pgx.ExtendedQueryBuilder
+	batch     pgconn.Batch
 }
 
 // binaryUUID is a uuid.UUID as pgtype.UUIDValuer, which pgx encodes with
