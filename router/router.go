@@ -22,6 +22,9 @@ import (
 // served meanwhile. Retry later.
 var ErrRegistryUnavailable = errors.New("router: registry unavailable: the tenant is not cached and the registry cannot be reached; cached tenants are still served; retry later")
 
+// errClosed is the error of a placement built after the router closed.
+var errClosed = errors.New("router: closed")
+
 // PoolKind says which pool of a shard a PoolConfig hook configures.
 type PoolKind string
 
@@ -117,13 +120,15 @@ type Router struct {
 	shards   map[string]*shardPools
 	retired  []*shardPools
 	unscoped *tenancy.Placement
+	closed   bool // no pools are opened after Close
 
 	seq atomic.Uint64 // numbers loads, to order full reloads against others
 
-	pendMu  sync.Mutex
-	pending map[tenancy.ID]int64 // tenants to reload -> notified epoch
-	pendAll bool
-	wake    chan struct{}
+	pendMu     sync.Mutex
+	pending    map[tenancy.ID]int64 // tenants to reload -> notified epoch
+	pendAll    bool
+	pendResync bool // the full reload follows a reconnect: take the registry's epochs as they are
+	wake       chan struct{}
 
 	missMu   sync.Mutex
 	inflight map[tenancy.ID]*lookup
@@ -144,6 +149,7 @@ var _ tenancy.Resolver = (*Router)(nil)
 type shardPools struct {
 	dsn, replicaDSN string
 	shard           *tenancy.Shard
+	seq             uint64 // the latest load that read these DSNs
 }
 
 type lookup struct {
@@ -178,19 +184,11 @@ func New(ctx context.Context, cfg Config) (*Router, error) {
 		store.Close()
 		return nil, err
 	}
-	if err := r.reloadAll(ctx); err != nil {
+	if err := r.reloadAll(ctx, false); err != nil {
 		conn.Close(context.Background())
 		r.closePools()
 		store.Close()
 		return nil, err
-	}
-	if cfg.UnscopedShard != "" {
-		if err := r.setUnscoped(ctx); err != nil {
-			conn.Close(context.Background())
-			r.closePools()
-			store.Close()
-			return nil, err
-		}
 	}
 	r.wg.Add(2)
 	go r.listen(conn)
@@ -287,6 +285,7 @@ func (r *Router) Close() error {
 func (r *Router) closePools() {
 	r.shardMu.Lock()
 	defer r.shardMu.Unlock()
+	r.closed = true
 	for _, sp := range append(r.retired, mapValues(r.shards)...) {
 		sp.close()
 	}
@@ -329,14 +328,28 @@ func mapValues[K comparable, V any](m map[K]V) []V {
 
 // ----- building placements
 
-// shardFor returns the pools of a registry shard, creating them on first
-// use or when its DSNs changed. Pools connect lazily.
-func (r *Router) shardFor(sh registry.Shard) (*tenancy.Shard, error) {
+// shardFor returns the pools of a registry shard as load seq read it,
+// creating them on first use or when its DSNs changed. Pools connect
+// lazily. The pools of DSNs read by a later load stay: a load that read the
+// registry before a failover and finishes after it does not swap the shard
+// back to its old server.
+//
+// Replacing a shard's pools queues a reload of every placement, so that
+// the shard's other tenants move to the new pools before the old ones
+// close (RetiredPoolGrace).
+func (r *Router) shardFor(sh registry.Shard, seq uint64) (*tenancy.Shard, error) {
 	r.shardMu.Lock()
 	defer r.shardMu.Unlock()
+	if r.closed {
+		return nil, errClosed
+	}
 	old := r.shards[sh.Name]
 	if old != nil {
 		if old.dsn == sh.DSN && old.replicaDSN == sh.ReplicaDSN {
+			old.seq = max(old.seq, seq)
+			return old.shard, nil
+		}
+		if old.seq > seq {
 			return old.shard, nil
 		}
 		// The DSN changed (failover, new replica): new pools; the old ones
@@ -359,8 +372,9 @@ func (r *Router) shardFor(sh registry.Shard) (*tenancy.Shard, error) {
 		}
 		return nil, err
 	}
-	r.shards[sh.Name] = &shardPools{dsn: sh.DSN, replicaDSN: sh.ReplicaDSN, shard: out}
+	r.shards[sh.Name] = &shardPools{dsn: sh.DSN, replicaDSN: sh.ReplicaDSN, shard: out, seq: seq}
 	if old != nil {
+		r.request(tenancy.ID{}, 0, true)
 		if r.unscoped != nil && r.unscoped.Shard == old.shard {
 			// Unscoped access follows the shard to its new pools.
 			if p, err := r.unscopedOn(out); err == nil {
@@ -428,9 +442,13 @@ func (r *Router) build(rt registry.Route, seq uint64) *entry {
 		e.err = state(tenancy.ErrUnknownTenant, string(rt.State)+", not served yet")
 		return e
 	}
-	shard, err := r.shardFor(rt.Shard)
+	// A placement that cannot be built now (pools, a hook, a bad DSN or
+	// schema) is tried again: by every reload, and by a lookup once
+	// NegativeTTL has passed.
+	retry := time.Now().Add(r.cfg.NegativeTTL).UnixNano()
+	shard, err := r.shardFor(rt.Shard, seq)
 	if err != nil {
-		e.err = fmt.Errorf("tenant %s (%s): %w", rt.Tenant, rt.Slug, err)
+		e.err, e.until = fmt.Errorf("tenant %s (%s): %w", rt.Tenant, rt.Slug, err), retry
 		r.log.Error("router: cannot serve tenant", "tenant", rt.Tenant.String(), "error", err.Error())
 		return e
 	}
@@ -445,7 +463,7 @@ func (r *Router) build(rt registry.Route, seq uint64) *entry {
 	limits.Plan = rt.Plan.Name
 	p, err := tenancy.NewPlacement(rt.Tenant, shard, rt.Schema, limits, opts...)
 	if err != nil {
-		e.err = fmt.Errorf("tenant %s (%s): %w", rt.Tenant, rt.Slug, err)
+		e.err, e.until = fmt.Errorf("tenant %s (%s): %w", rt.Tenant, rt.Slug, err), retry
 		r.log.Error("router: cannot serve tenant", "tenant", rt.Tenant.String(), "error", err.Error())
 		return e
 	}
@@ -455,15 +473,19 @@ func (r *Router) build(rt registry.Route, seq uint64) *entry {
 
 // apply stores the entries of routes loaded by load seq, keeping newer
 // cached epochs. With full set, it also drops tenants the registry no
-// longer has and that no later load put in the cache.
-func (r *Router) apply(routes []registry.Route, seq uint64, full bool, asked []tenancy.ID) {
+// longer has and that no later load put in the cache. With resync (a full
+// reload after the listener reconnected), the registry's epochs are taken
+// as they are, lower ones too, unless a later load cached the tenant: a
+// registry that failed over to a standby or was restored may have lost its
+// last changes, and its epochs count again from there.
+func (r *Router) apply(routes []registry.Route, seq uint64, full, resync bool, asked []tenancy.ID) {
 	// Build outside the lock, skipping what the cache has already: the same
 	// epoch on the same shard pools.
 	fresh := make(map[tenancy.ID]*entry, len(routes))
 	r.mu.RLock()
 	var todo []registry.Route
 	for _, rt := range routes {
-		if old := r.entries[rt.Tenant]; old == nil || old.until != 0 || old.epoch < rt.Epoch || r.shardChanged(old, rt.Shard) {
+		if old := r.entries[rt.Tenant]; old == nil || old.until != 0 || old.epoch < rt.Epoch || (resync && old.epoch != rt.Epoch) || r.shardChanged(old, rt.Shard) {
 			todo = append(todo, rt)
 		}
 	}
@@ -481,7 +503,7 @@ func (r *Router) apply(routes []registry.Route, seq uint64, full bool, asked []t
 	for id, e := range fresh {
 		// Never go back to an older epoch; at the same epoch, the later load
 		// wins (it may carry new shard pools).
-		if old := r.entries[id]; old == nil || old.until != 0 || old.epoch < e.epoch || (old.epoch == e.epoch && old.seq < e.seq) {
+		if old := r.entries[id]; old == nil || old.until != 0 || old.epoch < e.epoch || ((old.epoch == e.epoch || resync) && old.seq < e.seq) {
 			r.entries[id] = e
 		}
 	}
@@ -514,8 +536,9 @@ func (r *Router) shardChanged(old *entry, sh registry.Shard) bool {
 	return sp == nil || sp.shard != old.p.Shard || sp.dsn != sh.DSN || sp.replicaDSN != sh.ReplicaDSN
 }
 
-// reloadAll loads every placement.
-func (r *Router) reloadAll(ctx context.Context) error {
+// reloadAll loads every placement and the unscoped shard's DSNs; resync
+// as apply.
+func (r *Router) reloadAll(ctx context.Context, resync bool) error {
 	seq := r.seq.Add(1)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -524,7 +547,13 @@ func (r *Router) reloadAll(ctx context.Context) error {
 		r.failed(err)
 		return fmt.Errorf("router: load placements: %w", err)
 	}
-	r.apply(routes, seq, true, nil)
+	r.apply(routes, seq, true, resync, nil)
+	if r.cfg.UnscopedShard != "" {
+		if err := r.setUnscoped(ctx, seq); err != nil {
+			r.failed(err)
+			return err
+		}
+	}
 	r.stats.fullReloads.Add(1)
 	r.failed(nil)
 	return nil
@@ -545,7 +574,7 @@ func (r *Router) reload(ctx context.Context, ids []tenancy.ID, timeout time.Dura
 		r.failed(err)
 		return err
 	}
-	r.apply(routes, seq, false, ids)
+	r.apply(routes, seq, false, false, ids)
 	r.stats.reloads.Add(int64(len(ids)))
 	r.failed(nil)
 	return nil
@@ -588,22 +617,27 @@ func (r *Router) miss(ctx context.Context, id tenancy.ID) (*tenancy.Placement, e
 	}
 }
 
-func (r *Router) setUnscoped(ctx context.Context) error {
+// setUnscoped points unscoped access at the pools of UnscopedShard as
+// load seq reads it, unless it is there already.
+func (r *Router) setUnscoped(ctx context.Context, seq uint64) error {
 	sh, err := r.store.Shard(ctx, r.cfg.UnscopedShard)
 	if err != nil {
 		return fmt.Errorf("router: unscoped shard: %w", err)
 	}
-	shard, err := r.shardFor(sh)
+	shard, err := r.shardFor(sh, seq)
 	if err != nil {
 		return err
+	}
+	r.shardMu.Lock()
+	defer r.shardMu.Unlock()
+	if r.unscoped != nil && r.unscoped.Shard == shard {
+		return nil
 	}
 	p, err := r.unscopedOn(shard)
 	if err != nil {
 		return err
 	}
-	r.shardMu.Lock()
 	r.unscoped = p
-	r.shardMu.Unlock()
 	return nil
 }
 
@@ -671,7 +705,7 @@ func (r *Router) listen(conn *pgx.Conn) {
 			backoff = minBackoff
 			r.stats.reconnects.Add(1)
 			r.log.Info("router: listening to the registry again; reloading every placement")
-			r.request(tenancy.ID{}, 0, true) // notifications may have been missed
+			r.resync() // notifications may have been missed, epochs lost
 		}
 		wctx, cancel := context.WithTimeout(r.ctx, pingEvery)
 		n, err := conn.WaitForNotification(wctx)
@@ -717,6 +751,14 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// resync queues a full reload that takes the registry's epochs as they are.
+func (r *Router) resync() {
+	r.pendMu.Lock()
+	r.pendResync = true
+	r.pendMu.Unlock()
+	r.request(tenancy.ID{}, 0, true)
+}
+
 // request queues a reload of tenant (at least to epoch), or of everything.
 func (r *Router) request(tenant tenancy.ID, epoch int64, all bool) {
 	if !all {
@@ -757,12 +799,12 @@ func (r *Router) reloader() {
 			continue
 		}
 		r.pendMu.Lock()
-		all, pending := r.pendAll, r.pending
-		r.pendAll, r.pending = false, map[tenancy.ID]int64{}
+		all, resync, pending := r.pendAll, r.pendResync, r.pending
+		r.pendAll, r.pendResync, r.pending = false, false, map[tenancy.ID]int64{}
 		r.pendMu.Unlock()
 		var err error
 		if all {
-			err = r.reloadAll(r.ctx)
+			err = r.reloadAll(r.ctx, resync)
 		} else if len(pending) > 0 {
 			ids := make([]tenancy.ID, 0, len(pending))
 			for id := range pending {
@@ -781,6 +823,7 @@ func (r *Router) reloader() {
 		// Put the work back and retry.
 		r.pendMu.Lock()
 		r.pendAll = r.pendAll || all
+		r.pendResync = r.pendResync || resync
 		for id, epoch := range pending {
 			if epoch > r.pending[id] {
 				r.pending[id] = epoch
