@@ -127,9 +127,11 @@ var (
 
 	// ErrTenantReadOnly: the tenant is read-only or being moved between
 	// shards. Reads are served; the write was refused and nothing of it was
-	// applied. It is retryable: retry the write later (moves end within
-	// seconds to minutes), or tell the user the account is read-only.
-	ErrTenantReadOnly = errors.New("tenancy: tenant is read-only (read_only or moving): the write was refused and not applied; reads are served; retry the write later")
+	// applied. A *ReadOnlyError says which: a move's fence lifts within
+	// seconds (retry the write), an operator's read_only only when the
+	// operator makes the tenant active again (tell the user). Retryable
+	// tells them apart.
+	ErrTenantReadOnly = errors.New("tenancy: tenant is read-only: the write was refused and not applied; reads are served")
 )
 
 // failed is the one mapping of a statement's error on the request path:
@@ -201,6 +203,11 @@ func (e *ReadOnlyError) Error() string {
 		msg = fmt.Sprintf("tenant %s (state %s)", e.Tenant, e.State)
 	}
 	msg += ": " + ErrTenantReadOnly.Error()
+	if e.State == StateMoving {
+		msg += "; the tenant is being moved: retry the write in a few seconds"
+	} else {
+		msg += "; writes resume when an operator makes the tenant active again"
+	}
 	if e.Err != nil {
 		msg += ": " + e.Err.Error()
 	}
