@@ -21,16 +21,8 @@ import (
 // after the grace).
 func TestStaleMissKeepsNewerPools(t *testing.T) {
 	ctx := context.Background()
-	c := pgtest.Shards(t, 1)[0]
-	name := fmt.Sprintf("registry_stale_%d", time.Now().UnixNano())
-	require.NoError(t, c.CreateDatabase(ctx, name))
-	regDSN := c.DSN("postgres", name)
-	st, err := registry.Open(ctx, regDSN)
-	require.NoError(t, err)
-	defer st.Close()
-	require.NoError(t, st.Init(ctx))
-	oldDSN := c.DSN("postgres", name)
-	require.NoError(t, st.AddShard(ctx, registry.Shard{Name: "s0", DSN: oldDSN, Accepting: true}))
+	st, regDSN := newRegistry(t)
+	oldDSN := regDSN
 	tn, err := st.CreateTenant(ctx, registry.NewTenant{Slug: "a"}, nil)
 	require.NoError(t, err)
 	r, err := New(ctx, Config{RegistryDSN: regDSN, AppRole: "postgres", AdminRole: "postgres", TTL: time.Hour,
@@ -71,15 +63,7 @@ func TestStaleMissKeepsNewerPools(t *testing.T) {
 // nothing would close (nor pgxpool's health-check goroutine).
 func TestMissFinishingAfterCloseOpensNoPools(t *testing.T) {
 	ctx := context.Background()
-	c := pgtest.Shards(t, 1)[0]
-	name := fmt.Sprintf("registry_stale_%d", time.Now().UnixNano())
-	require.NoError(t, c.CreateDatabase(ctx, name))
-	regDSN := c.DSN("postgres", name)
-	st, err := registry.Open(ctx, regDSN)
-	require.NoError(t, err)
-	defer st.Close()
-	require.NoError(t, st.Init(ctx))
-	require.NoError(t, st.AddShard(ctx, registry.Shard{Name: "s0", DSN: regDSN, Accepting: true}))
+	st, regDSN := newRegistry(t)
 	r, err := New(ctx, Config{RegistryDSN: regDSN, AppRole: "postgres", AdminRole: "postgres", TTL: time.Hour})
 	require.NoError(t, err)
 	tn, err := st.CreateTenant(ctx, registry.NewTenant{Slug: "late"}, nil)
@@ -94,4 +78,21 @@ func TestMissFinishingAfterCloseOpensNoPools(t *testing.T) {
 	n := len(r.shards)
 	r.shardMu.Unlock()
 	require.Zero(t, n, "pools opened after Close returned; nothing will close them")
+}
+
+// newRegistry creates a registry database whose one shard, s0, is the
+// registry's own database (the routers here connect as postgres).
+func newRegistry(t *testing.T) (*registry.Store, string) {
+	t.Helper()
+	ctx := context.Background()
+	c := pgtest.Shards(t, 1)[0]
+	name := fmt.Sprintf("registry_stale_%d", time.Now().UnixNano())
+	require.NoError(t, c.CreateDatabase(ctx, name))
+	dsn := c.DSN("postgres", name)
+	st, err := registry.Open(ctx, dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	require.NoError(t, st.Init(ctx))
+	require.NoError(t, st.AddShard(ctx, registry.Shard{Name: "s0", DSN: dsn, Accepting: true}))
+	return st, dsn
 }

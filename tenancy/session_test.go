@@ -18,16 +18,7 @@ import (
 // connection on release, and the limits are sent whatever the session
 // values (a set_config(..., false) inside a SELECT has no tag to tell).
 func TestUnscopedSessionChanges(t *testing.T) {
-	env := apptest.New(t)
-	ctx := context.Background()
-	admin, err := apptest.NewPool(ctx, env.Clusters[0].DSN(env.Roles.Admin, apptest.Database), 1)
-	require.NoError(t, err)
-	t.Cleanup(admin.Close)
-	shard := &tenancy.Shard{Name: "one-admin-conn", Pool: env.Shards[0].Pool, Admin: admin}
-	p, err := tenancy.NewPlacement(apptest.C, shard, apptest.C.SchemaName(), tenancy.DefaultLimits)
-	require.NoError(t, err)
-	client := ent.NewClient(ent.Driver(tenancy.NewDriver(tenancy.NewStaticResolver(nil, p))))
-	uctx := quietUnscoped(apptest.Ctx(apptest.C))
+	client, uctx := oneAdminConn(t)
 	show := func(setting string) string {
 		rows, err := client.QueryContext(uctx, "SELECT current_setting($1)", setting)
 		require.NoError(t, err)
@@ -53,4 +44,19 @@ func TestUnscopedSessionChanges(t *testing.T) {
 			require.Equal(t, zone, show("TimeZone"), "after %q", change)
 		}
 	}
+}
+
+// oneAdminConn returns a client whose admin pool has one connection, and
+// an Unscoped context of tenant C for it.
+func oneAdminConn(t *testing.T) (*ent.Client, context.Context) {
+	t.Helper()
+	env := apptest.New(t)
+	admin, err := apptest.NewPool(context.Background(), env.Clusters[0].DSN(env.Roles.Admin, apptest.Database), 1)
+	require.NoError(t, err)
+	t.Cleanup(admin.Close)
+	shard := &tenancy.Shard{Name: "one-admin-conn", Pool: env.Shards[0].Pool, Admin: admin}
+	p, err := tenancy.NewPlacement(apptest.C, shard, apptest.C.SchemaName(), tenancy.DefaultLimits)
+	require.NoError(t, err)
+	client := ent.NewClient(ent.Driver(tenancy.NewDriver(tenancy.NewStaticResolver(nil, p))))
+	return client, quietUnscoped(apptest.Ctx(apptest.C))
 }

@@ -177,16 +177,7 @@ func TestBorrowedDescriptionOfOtherShape(t *testing.T) {
 // statement of a connection (DEALLOCATE ALL through Unscoped raw SQL). The
 // driver prepares its statements, the scope statements included, again.
 func TestStatementsDeallocated(t *testing.T) {
-	env := apptest.New(t)
-	ctx := context.Background()
-	admin, err := apptest.NewPool(ctx, env.Clusters[0].DSN(env.Roles.Admin, apptest.Database), 1)
-	require.NoError(t, err)
-	t.Cleanup(admin.Close)
-	shard := &tenancy.Shard{Name: "one-admin-conn", Pool: env.Shards[0].Pool, Admin: admin}
-	p, err := tenancy.NewPlacement(apptest.C, shard, apptest.C.SchemaName(), tenancy.DefaultLimits)
-	require.NoError(t, err)
-	client := ent.NewClient(ent.Driver(tenancy.NewDriver(tenancy.NewStaticResolver(nil, p))))
-	uctx := quietUnscoped(apptest.Ctx(apptest.C))
+	client, uctx := oneAdminConn(t)
 	for i := range 3 {
 		_, err := client.Customer.Query().Count(uctx)
 		require.NoError(t, err, "round %d", i)
