@@ -24,7 +24,17 @@
 //
 // When the registry cannot be reached, the router keeps serving what it has
 // cached; only lookups of uncached tenants fail, with an error wrapping
-// ErrRegistryUnavailable.
+// ErrRegistryUnavailable. The reload after a reconnect takes the registry's
+// epochs as they are, lower ones too: a registry that failed over to a
+// standby or was restored may have lost its last changes.
+//
+// When a shard's DSN changes (a failover), the first load that reads the
+// new DSN opens new pools and queues a reload of every placement, which
+// moves the shard's tenants and Unscoped access to them; the old pools
+// close after RetiredPoolGrace. A load that read the registry before the
+// change never swaps a shard back. A placement that cannot be built (a
+// pool, a ConfigurePool hook, a bad DSN) fails its tenant's calls and is
+// built again by every reload, and on use once NegativeTTL has passed.
 //
 // What Resolve answers, by the tenant's registry state:
 //
