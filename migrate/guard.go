@@ -53,6 +53,10 @@ func (d *Desired) policyText(ctx context.Context, tx *sql.Tx) (policyText, error
 }
 
 // Privileges of the app and admin roles; anything else they hold is revoked.
+// public is the key of the privileges granted to PUBLIC (grantee 0), which
+// no role can be named.
+const public = "PUBLIC"
+
 var (
 	schemaPrivileges   = []string{"USAGE"}
 	tablePrivileges    = []string{"SELECT", "INSERT", "UPDATE", "DELETE"}
@@ -125,14 +129,14 @@ func (d *Desired) guardStatements(ctx context.Context, tx *sql.Tx, schema string
 	const schemaEntry = "" // key of the schema's own privileges
 	rels[schemaEntry] = &relation{kind: "n", privileges: make(map[string]map[string]bool)}
 	rows, err = tx.QueryContext(ctx, `
-		SELECT c.relname, r.rolname, a.privilege_type, a.is_grantable
+		SELECT c.relname, COALESCE(r.rolname, $4), a.privilege_type, a.is_grantable
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		CROSS JOIN LATERAL aclexplode(c.relacl) a JOIN pg_roles r ON r.oid = a.grantee
-		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'S') AND r.rolname IN ($2, $3)
+		CROSS JOIN LATERAL aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
+		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'S') AND (r.rolname IN ($2, $3) OR a.grantee = 0)
 		UNION ALL
-		SELECT '', r.rolname, a.privilege_type, a.is_grantable
-		FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a JOIN pg_roles r ON r.oid = a.grantee
-		WHERE n.nspname = $1 AND r.rolname IN ($2, $3)`, schema, roles.App, roles.Admin)
+		SELECT '', COALESCE(r.rolname, $4), a.privilege_type, a.is_grantable
+		FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
+		WHERE n.nspname = $1 AND (r.rolname IN ($2, $3) OR a.grantee = 0)`, schema, roles.App, roles.Admin, public)
 	if err != nil {
 		return nil, err
 	}
@@ -242,6 +246,12 @@ func (d *Desired) guardStatements(ctx context.Context, tx *sql.Tx, schema string
 					stmts = append(stmts, "REVOKE GRANT OPTION FOR "+p+" ON "+object+" "+target+" FROM "+ident(role))
 				}
 			}
+		}
+		// Every role has what PUBLIC has: a privilege granted to PUBLIC by
+		// hand (TRUNCATE, which row-level security does not filter) would
+		// reach the app role past the grants above.
+		for _, p := range slices.Sorted(maps.Keys(have[public])) {
+			stmts = append(stmts, "REVOKE "+p+" ON "+object+" "+target+" FROM PUBLIC")
 		}
 	}
 	grants("SCHEMA", schemaRef, rels[schemaEntry].privileges, schemaPrivileges)

@@ -111,8 +111,21 @@ type Failure struct {
 }
 
 // Err returns nil when every target is migrated or up to date, and else an
-// error wrapping ErrHalted or ErrFailed that names the first failures.
+// error wrapping ErrHalted or ErrFailed that names the first failures. A
+// shard the run could not read (down when the run started: none of its
+// targets is known, so none is counted as failed) fails the run too, with
+// an error wrapping ErrFailed and ErrShardUnavailable.
 func (r *Report) Err() error {
+	var down []string
+	for _, s := range r.Shards {
+		if s.Error != "" && s.Targets == 0 {
+			down = append(down, fmt.Sprintf("%s: %s", s.Shard, s.Error))
+		}
+	}
+	if len(down) > 0 && r.Halted == "" && len(r.Failed) == 0 {
+		return fmt.Errorf("%w: %w: %d shard(s) not migrated, run again once they are up: %s",
+			ErrFailed, ErrShardUnavailable, len(down), strings.Join(down, "; "))
+	}
 	var names []string
 	for i, f := range r.Failed {
 		if i == 5 {
@@ -125,7 +138,7 @@ func (r *Report) Err() error {
 	case r.Halted != "":
 		return fmt.Errorf("%w: %s (%d failed, %d skipped)%s", ErrHalted, r.Halted, r.Total.Failed, r.Total.Skipped, prefixed("; ", names))
 	case len(r.Failed) > 0:
-		return fmt.Errorf("%w: %d of %d: %s", ErrFailed, len(r.Failed), r.Total.Targets, strings.Join(names, "; "))
+		return fmt.Errorf("%w: %d of %d: %s%s", ErrFailed, len(r.Failed), r.Total.Targets, strings.Join(names, "; "), prefixed("; shards not read: ", down))
 	}
 	return nil
 }

@@ -1,0 +1,65 @@
+package migrate_test
+
+import (
+	"database/sql"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	appmigrate "github.com/tenantry/tenantry/examples/app/ent/migrate"
+	"github.com/tenantry/tenantry/internal/pgtest"
+	"github.com/tenantry/tenantry/migrate"
+)
+
+// TestShardDownAtPlanFailsTheRun: a shard that is down when the run starts
+// contributes no target at all; the run must still fail (tenantctl exits
+// non-zero), since none of that shard's schemas was migrated.
+func TestShardDownAtPlanFailsTheRun(t *testing.T) {
+	var clusters []*pgtest.Cluster
+	for i := range 2 {
+		c, err := pgtest.Start(t.Context(), pgtest.Options{Name: fmt.Sprintf("down%d", i)})
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		clusters = append(clusters, c)
+	}
+	e := newFleetEnv(t, clusters)
+	targets := e.targets(3)
+	v1, v2 := newDesired(t, appmigrate.Tables), newDesired(t, v2Tables())
+	e.provision(t, v1, targets)
+
+	require.NoError(t, clusters[1].Stop())
+	rep, err := e.fleet(v2, migrate.Discover{}).Run(t.Context(), migrate.RunOptions{})
+	require.NoError(t, err)
+	var out strings.Builder
+	require.NoError(t, rep.WriteTable(&out))
+	t.Log("\n" + out.String())
+	assert.NotEmpty(t, rep.Shards[1].Error, "the report knows shard1 is down")
+	require.ErrorIs(t, rep.Err(), migrate.ErrFailed, "a run that migrated nothing on shard1 must not succeed")
+	require.ErrorIs(t, rep.Err(), migrate.ErrShardUnavailable)
+}
+
+// TestPublicGrantReconciled: Apply gives the app role exactly SELECT,
+// INSERT, UPDATE, DELETE and nothing more, also through grants to PUBLIC: a
+// GRANT TRUNCATE ... TO PUBLIC made by hand would let the app role, scoped
+// to tenant A, truncate tenant B's rows in a shared schema (TRUNCATE is not
+// subject to row-level security).
+func TestPublicGrantReconciled(t *testing.T) {
+	e := newEnv(t)
+	d := newDesired(t, appmigrate.Tables)
+	e.apply(t, d, e.owner, "shared_0")
+	e.exec(t, fmt.Sprintf(`INSERT INTO shared_0.tags (id, tenant_id, name) VALUES ('%s', '%s', 'b')`, tagB, tenantB))
+	e.exec(t, `GRANT TRUNCATE ON ALL TABLES IN SCHEMA shared_0 TO PUBLIC`)
+	res := e.apply(t, d, e.owner, "shared_0")
+	t.Logf("Apply ran %q", res.Statements)
+	app := e.open(t, e.roles.App)
+	err := scoped(t, app, "shared_0", ptr(tenantA), true, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(t.Context(), `TRUNCATE tags CASCADE`)
+		return err
+	})
+	t.Logf("TRUNCATE as app scoped to tenant A: err=%v", err)
+	assert.Error(t, err, "the app role must not be able to TRUNCATE after Apply")
+	assert.Equal(t, []string{"1"}, e.queryStrings(t, `SELECT count(*)::text FROM shared_0.tags`), "tenant B's row")
+}
