@@ -81,6 +81,11 @@ type Group struct {
 	// Error is set when no plan could be computed; the members then fail
 	// with it.
 	Error string `json:"error,omitempty"`
+	// Drift is what the members will still differ in from the version once
+	// the plan has run: drift that tenantry does not manage (e.g. grants to
+	// other roles), carried into the run's report instead of being taken
+	// for a state of the version.
+	Drift []string `json:"drift,omitempty"`
 
 	create   bool            // schemas must be created
 	tx       []string        // statements of the transaction, schema as quotedToken
@@ -413,17 +418,21 @@ func (f *Fleet) planOn(ctx context.Context, p *FleetPlan, st *shardState, g *Gro
 		fmt.Fprintln(h, c.create)
 	}
 	g.PlanHash = fmt.Sprintf("%x", h.Sum(nil)[:6])
-	if !sp.empty() {
-		return nil
-	}
-	// Nothing to do, yet the fingerprint is not one known for the version:
-	// either an equivalent state (columns in another order, privileges
-	// granted in another order), or drift that tenantry does not manage.
+	// The fingerprint after the plan (or now, when there is nothing to do)
+	// is not one known for the version: either an equivalent state
+	// (columns in another order, privileges granted in another order), or
+	// drift that tenantry does not manage, which the plan leaves as it is.
 	desc, err := describeTx(ctx, tx, rep.Schema)
 	if err != nil {
 		return err
 	}
 	diff := diffLines(st.desc, desc[rep.Schema])
+	if !sp.empty() {
+		if len(st.desc) > 0 {
+			g.Drift = diff
+		}
+		return nil
+	}
 	if len(diff) == 0 {
 		for _, m := range g.Members {
 			ms := p.shards[m.Shard]

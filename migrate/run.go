@@ -331,6 +331,11 @@ func (f *Fleet) Apply(ctx context.Context, p *FleetPlan) (*Report, error) {
 	if ctx.Err() == nil {
 		r.verify(ctx, jobs)
 	}
+	for _, j := range jobs {
+		if j.g != nil && len(j.g.Drift) > 0 && j.outcome == OutcomeApplied {
+			r.markDrift(j, Drift{Target: j.t, Fingerprint: j.g.Expect, Version: p.Version, Differences: j.g.Drift})
+		}
+	}
 	verifyElapsed := time.Since(verifyStart)
 
 	rep := r.report(jobs)
@@ -351,7 +356,7 @@ func (f *Fleet) Apply(ctx context.Context, p *FleetPlan) (*Report, error) {
 func (r *run) recordKnown(ctx context.Context) {
 	var expects []string
 	for _, g := range r.p.Groups {
-		if g.Error == "" && g.Expect != "" {
+		if g.Error == "" && g.Expect != "" && len(g.Drift) == 0 {
 			expects = append(expects, g.Expect)
 		}
 	}

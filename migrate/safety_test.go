@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -62,4 +63,39 @@ func TestPublicGrantReconciled(t *testing.T) {
 	t.Logf("TRUNCATE as app scoped to tenant A: err=%v", err)
 	assert.Error(t, err, "the app role must not be able to TRUNCATE after Apply")
 	assert.Equal(t, []string{"1"}, e.queryStrings(t, `SELECT count(*)::text FROM shared_0.tags`), "tenant B's row")
+}
+
+// TestDriftSurvivesUpgrade: drift that tenantry does not repair (here a
+// grant to a role it does not manage) is reported at v1, and still after
+// the v2 run: the drifted schema's state after the v2 plan is not taken
+// for a state of v2, which would hide the drift for good.
+func TestDriftSurvivesUpgrade(t *testing.T) {
+	e := newFleetEnv(t, pgtest.Shards(t, 1))
+	e.shards = e.shards[:1]
+	var targets migrate.TargetList
+	for _, s := range tenantSchemas(0, 3) {
+		targets = append(targets, migrate.Target{Shard: "shard0", Schema: s})
+	}
+	v1, v2 := newDesired(t, appmigrate.Tables), newDesired(t, v2Tables())
+	e.provision(t, v1, targets)
+	bad := tenantSchemas(0, 3)[1]
+	intruder := fmt.Sprintf("intruder_%d", time.Now().UnixNano()) // roles are the cluster's
+	e.exec(t, 0, `CREATE ROLE `+intruder)
+	e.exec(t, 0, `GRANT TRUNCATE ON `+bad+`.orders TO `+intruder)
+
+	st, err := e.fleet(v1, targets).Status(t.Context(), migrate.RunOptions{})
+	require.NoError(t, err)
+	require.Len(t, st.Drifted, 1, "at v1 the grant is reported")
+	t.Logf("v1 drift: %v", st.Drifted[0].Differences)
+
+	rep := run(t, e.fleet(v2, targets), migrate.RunOptions{})
+	require.NoError(t, rep.Err())
+	t.Logf("v2 run: applied %d drifted %d", rep.Total.Applied, rep.Total.Drifted)
+	st, err = e.fleet(v2, targets).Status(t.Context(), migrate.RunOptions{})
+	require.NoError(t, err)
+	t.Logf("v2 status: current %d drifted %d", st.Shards[0].Current, st.Shards[0].Drifted)
+	assert.Equal(t, 1, rep.Total.Drifted, "the v2 run reports the drift it left")
+	assert.Equal(t, 2, rep.Total.Applied)
+	require.Len(t, st.Drifted, 1, "v2 status still reports the drift")
+	assert.Equal(t, bad, st.Drifted[0].Schema)
 }
