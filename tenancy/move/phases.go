@@ -125,12 +125,19 @@ func dropMarker(ctx context.Context, c *shardConn, schema string) error {
 }
 
 // leftoverTarget reports whether the target schema is a copy an earlier
-// move of this tenant to that shard left behind.
+// move of this tenant to that shard left behind. A schema any tenant is
+// placed in never is: a shared schema of the target shard has the name of
+// the staging schema of a move out of a shared schema, and may have come
+// into use since an earlier attempt.
 func (r *run) leftoverTarget(ctx context.Context) (bool, error) {
-	if t, err := r.m.cfg.Store.Tenant(ctx, r.tenant.ID.String()); err != nil {
+	placed, err := r.m.cfg.Store.Tenants(ctx, registry.TenantFilter{Shard: r.st.To.Shard})
+	if err != nil {
 		return false, err
-	} else if t.Placement.Shard == r.st.To.Shard && t.Placement.Schema == r.st.To.Schema {
-		return false, nil // live
+	}
+	for _, t := range placed {
+		if t.Placement.Shard == r.st.To.Shard && (t.Placement.Schema == r.st.To.Schema || t.Placement.Schema == r.dstSchema()) {
+			return false, nil // live
+		}
 	}
 	jobs, err := r.m.cfg.Store.Jobs(ctx, registry.JobFilter{Kind: Kind, Tenant: r.tenant.ID})
 	if err != nil {

@@ -1,0 +1,57 @@
+package move_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tenantry/tenantry/internal/pgtest"
+	"github.com/tenantry/tenantry/tenancy"
+	"github.com/tenantry/tenantry/tenancy/move"
+)
+
+// TestRetryKeepsOtherTenantsSharedSchema: a move out of a shared schema
+// stages the copy in a schema of the shared schema's name on the target.
+// After a rolled-back attempt, the target shard gets shared tenants of its
+// own, in a schema of that very name: a retry must refuse it as taken
+// (ErrTargetExists), not drop it as its own leftover with their data (it
+// did, found by a review).
+func TestRetryKeepsOtherTenantsSharedSchema(t *testing.T) {
+	// s1 is a database of its own: the shared schema this test leaves there
+	// would stand in the way of other tests' moves to the common one.
+	f := newFleet(t, twoShards(t)[0], shardSpec{"s1", pgtest.Shards(t, 2)[1], "move_retry"})
+	r := f.router(t)
+	client := clientOf(r)
+	ctx := context.Background()
+	x := f.sharedTenant(t, "s0")
+	seed(t, client, x.ID, 3)
+
+	failing := f.mover(t, move.Config{OnPhase: func(_ context.Context, _ tenancy.ID, p move.Phase) error {
+		if p == move.PhaseCatchup {
+			return errors.New("operator gave up")
+		}
+		return nil
+	}})
+	_, err := failing.Move(ctx, move.Request{Tenant: x.Slug, Shard: "s1"})
+	perr := requireRolledBack(t, err, move.PhaseCatchup)
+	require.NoError(t, perr.Cleanup, "cleanly rolled back")
+	require.False(t, schemaExists(t, f.super(t, "s1"), x.Placement.Schema))
+
+	// Later, shard s1 gets a shared tenant of its own.
+	y := f.sharedTenant(t, "s1")
+	require.Equal(t, x.Placement.Schema, y.Placement.Schema)
+	seed(t, client, y.ID, 4)
+	require.Equal(t, 4, tenantRows(t, f.super(t, "s1"), y.Placement.Schema, y.ID))
+
+	// Retry the move.
+	_, err = f.mover(t, move.Config{}).Move(ctx, move.Request{Tenant: x.Slug, Shard: "s1"})
+	require.ErrorIs(t, err, move.ErrTargetExists)
+	var n int
+	qerr := f.super(t, "s1").QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{y.Placement.Schema, "customers"}.Sanitize()+" WHERE tenant_id = $1", y.ID).Scan(&n)
+	t.Logf("tenant %s on s1 after the retry: %d customers (err %v)", y.Slug, n, qerr)
+	require.NoError(t, qerr)
+	require.Equal(t, 4, n, "another tenant's rows on the target must survive a move attempt")
+}
