@@ -560,11 +560,15 @@ func (r *restoreRun) retireShared(ctx context.Context, tx pgx.Tx, tables []*tabl
 		"COMMENT ON SCHEMA " + ident(retired) + " IS " + literal(string(note)),
 	}
 	for _, t := range order {
-		stmts = append(stmts, "CREATE TABLE "+qualified(retired, t.name)+" AS SELECT * FROM "+qualified(r.dst.Schema, t.name)+
-			" WHERE "+ident(tenantColumn)+" = "+tenantExpr)
+		stmts = append(stmts, "CREATE TABLE "+qualified(retired, t.name)+" AS SELECT * FROM "+qualified(r.dst.Schema, t.name)+" WITH NO DATA")
 	}
+	// Each table's rows move in one statement, so that what is deleted is
+	// what is kept: a write the tenant commits between a copy and a
+	// separate DELETE would be in neither (the statements of a READ
+	// COMMITTED transaction each take a new snapshot).
 	for _, t := range slices.Backward(order) {
-		stmts = append(stmts, "DELETE FROM "+qualified(r.dst.Schema, t.name)+" WHERE "+ident(tenantColumn)+" = "+tenantExpr)
+		stmts = append(stmts, "WITH moved AS (DELETE FROM "+qualified(r.dst.Schema, t.name)+" WHERE "+ident(tenantColumn)+" = "+tenantExpr+
+			" RETURNING *) INSERT INTO "+qualified(retired, t.name)+" SELECT * FROM moved")
 	}
 	if err := execAll(ctx, tx, stmts...); err != nil {
 		return busy(err)
