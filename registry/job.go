@@ -221,13 +221,18 @@ func (s *Store) FinishJob(ctx context.Context, id int, owner string, state JobSt
 }
 
 // Cutover is the flip at the end of a move, in one transaction: the
-// tenant's placement points at to, its state goes from Moving to Active,
-// the epoch grows once and routers are notified. A dedicated placement
-// also stops its shard from accepting other tenants. It fails with
-// ErrTransition when the tenant is not Moving (e.g. an abort set it back).
-func (s *Store) Cutover(ctx context.Context, id tenancy.ID, to Placement) (Tenant, error) {
+// tenant's placement points at to, its state goes from Moving to then
+// (Active, or ReadOnly for a tenant an operator had made read-only before
+// the move), the epoch grows once and routers are notified. A dedicated
+// placement also stops its shard from accepting other tenants. It fails
+// with ErrTransition when the tenant is not Moving (e.g. an abort set it
+// back).
+func (s *Store) Cutover(ctx context.Context, id tenancy.ID, to Placement, then State) (Tenant, error) {
 	if to.Mode == "" {
 		to.Mode = ModeSchema
+	}
+	if then != Active && then != ReadOnly {
+		return Tenant{}, fmt.Errorf("registry: tenant %s: %w: a move ends in state active or read_only, not %q", id, ErrInvalid, then)
 	}
 	if !to.Mode.valid() {
 		return Tenant{}, fmt.Errorf("registry: tenant %s: %w mode %q", id, ErrInvalid, to.Mode)
@@ -238,7 +243,7 @@ func (s *Store) Cutover(ctx context.Context, id tenancy.ID, to Placement) (Tenan
 			return wrap(err, "shard %q", to.Shard)
 		}
 		n, err := tx.Tenant.Update().Where(enttenant.ID(id), enttenant.StateEQ(enttenant.StateMoving)).
-			SetState(enttenant.StateActive).Save(ctx)
+			SetState(enttenant.State(then)).Save(ctx)
 		if err != nil {
 			return err
 		}

@@ -75,11 +75,11 @@ func TestCutover(t *testing.T) {
 	}
 	tn, err := s.CreateTenant(ctx, registry.NewTenant{Slug: "mover", Shard: "s0"}, nil)
 	require.NoError(t, err)
-	_, err = s.Cutover(ctx, tn.ID, registry.Placement{Shard: "s1", Schema: tn.Placement.Schema})
+	_, err = s.Cutover(ctx, tn.ID, registry.Placement{Shard: "s1", Schema: tn.Placement.Schema}, registry.Active)
 	require.ErrorIs(t, err, registry.ErrTransition)
 	moving, err := s.SetState(ctx, tn.ID, registry.Moving)
 	require.NoError(t, err)
-	got, err := s.Cutover(ctx, tn.ID, registry.Placement{Shard: "s1", Schema: tn.Placement.Schema, Mode: registry.ModeDedicated})
+	got, err := s.Cutover(ctx, tn.ID, registry.Placement{Shard: "s1", Schema: tn.Placement.Schema, Mode: registry.ModeDedicated}, registry.Active)
 	require.NoError(t, err)
 	require.Equal(t, registry.Active, got.State)
 	require.Equal(t, registry.Placement{Shard: "s1", Schema: tn.Placement.Schema, Mode: registry.ModeDedicated, Epoch: moving.Placement.Epoch + 1}, got.Placement)

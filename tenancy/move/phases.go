@@ -520,7 +520,11 @@ func (r *run) flip(ctx context.Context) error {
 			}
 		}
 	}
-	t, err := r.m.cfg.Store.Cutover(ctx, r.tenant.ID, r.st.To)
+	then := registry.Active
+	if r.st.PriorState == registry.ReadOnly {
+		then = registry.ReadOnly // an operator's read_only outlasts the move
+	}
+	t, err := r.m.cfg.Store.Cutover(ctx, r.tenant.ID, r.st.To, then)
 	if err != nil {
 		if r.flipped(context.WithoutCancel(ctx)) {
 			err = nil

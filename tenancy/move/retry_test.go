@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantry/tenantry/internal/pgtest"
+	"github.com/tenantry/tenantry/registry"
 	"github.com/tenantry/tenantry/tenancy"
 	"github.com/tenantry/tenantry/tenancy/move"
 )
@@ -54,4 +55,25 @@ func TestRetryKeepsOtherTenantsSharedSchema(t *testing.T) {
 	t.Logf("tenant %s on s1 after the retry: %d customers (err %v)", y.Slug, n, qerr)
 	require.NoError(t, qerr)
 	require.Equal(t, 4, n, "another tenant's rows on the target must survive a move attempt")
+}
+
+// TestReadOnlyTenantStaysReadOnly: a tenant an operator made read-only is
+// still read-only after a move (the cutover used to set it active).
+func TestReadOnlyTenantStaysReadOnly(t *testing.T) {
+	f := newFleet(t, twoShards(t)...)
+	r := f.router(t)
+	client := clientOf(r)
+	ctx := context.Background()
+	tn := f.tenant(t, "s0")
+	seed(t, client, tn.ID, 3)
+	_, err := f.store.SetState(ctx, tn.ID, registry.ReadOnly)
+	require.NoError(t, err)
+
+	m := f.mover(t, move.Config{})
+	res, err := m.Move(ctx, move.Request{Tenant: tn.Slug, Shard: "s1"})
+	require.NoError(t, err)
+	require.True(t, res.Verified)
+	got, err := f.store.Tenant(ctx, tn.Slug)
+	require.NoError(t, err)
+	require.Equal(t, registry.ReadOnly, got.State, "an operator's read_only must survive a move")
 }
