@@ -16,6 +16,10 @@ const (
 	// offboarded (kept for a retention period, then dropped). Neither
 	// routers nor the migration runner look at such schemas.
 	RetiredSchemaPrefix = "retired_"
+	// MoveMarkerTable is a table a live move keeps in the tenant's own
+	// schema on both shards; it holds no tenant data, and backups leave it
+	// out.
+	MoveMarkerTable = "tenantry_move_marker"
 )
 
 // LikePrefix returns the SQL LIKE pattern matching names that start with

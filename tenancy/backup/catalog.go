@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/tenantry/tenantry/tenancy"
 )
 
 // tenantColumn is the column of tenant-scoped tables (tenancy.FieldTenantID).
@@ -47,13 +49,14 @@ func (t *tableInfo) column(name string) (Column, bool) {
 }
 
 // readTables reads the ordinary and partitioned tables of a schema
-// (partitions are read through their parent), sorted by name.
+// (partitions are read through their parent), sorted by name, but for a
+// live move's marker table (tenancy.MoveMarkerTable).
 func readTables(ctx context.Context, q querier, schema string) ([]*tableInfo, error) {
 	rows, err := q.Query(ctx, `SELECT c.relname::text, c.relforcerowsecurity, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attidentity <> '', a.attgenerated <> ''
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-		ORDER BY c.relname, a.attnum`, schema)
+		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relname <> $2
+		ORDER BY c.relname, a.attnum`, schema, tenancy.MoveMarkerTable)
 	if err != nil {
 		return nil, fmt.Errorf("read tables of %s: %w", schema, err)
 	}
@@ -147,10 +150,15 @@ func loadOrder(tables []*tableInfo) ([]*tableInfo, error) {
 	return out, nil
 }
 
-// readSequences reads the sequences of a schema and their state.
+// readSequences reads the sequences of a schema and their state, but for
+// those of a live move's marker table.
 func readSequences(ctx context.Context, q querier, schema string) ([]Sequence, error) {
 	rows, err := q.Query(ctx, `SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = $1 AND c.relkind = 'S' ORDER BY 1`, schema)
+		WHERE n.nspname = $1 AND c.relkind = 'S' AND NOT EXISTS (
+			SELECT FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid
+			WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass
+				AND d.deptype IN ('a', 'i') AND t.relname = $2)
+		ORDER BY 1`, schema, tenancy.MoveMarkerTable)
 	if err != nil {
 		return nil, fmt.Errorf("read sequences of %s: %w", schema, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/tenantry/tenantry/internal/fanout"
 	"github.com/tenantry/tenantry/internal/pgddl"
 	"github.com/tenantry/tenantry/registry"
+	"github.com/tenantry/tenantry/tenancy"
 	"github.com/tenantry/tenantry/tenancy/backup"
 )
 
@@ -101,7 +102,7 @@ func (r *run) prepare(ctx context.Context) error {
 // markerTable is the table, in the tenant's schema on both shards for the
 // length of a move, whose replicated rows tell when the target has applied
 // everything the source committed before them.
-const markerTable = "tenantry_move_marker"
+const markerTable = tenancy.MoveMarkerTable
 
 // sourceTables are the tables that hold the tenant's rows on the source.
 func (r *run) sourceTables(ctx context.Context) ([]table, error) {

@@ -6,11 +6,14 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantry/tenantry/internal/pgtest"
+	"github.com/tenantry/tenantry/migrate"
 	"github.com/tenantry/tenantry/registry"
 	"github.com/tenantry/tenantry/tenancy"
+	"github.com/tenantry/tenantry/tenancy/backup"
 	"github.com/tenantry/tenantry/tenancy/move"
 )
 
@@ -76,4 +79,48 @@ func TestReadOnlyTenantStaysReadOnly(t *testing.T) {
 	got, err := f.store.Tenant(ctx, tn.Slug)
 	require.NoError(t, err)
 	require.Equal(t, registry.ReadOnly, got.State, "an operator's read_only must survive a move")
+}
+
+// TestBackupDuringMove: a move keeps its marker table in the tenant's own
+// schema for the whole copy and catch-up. A backup taken meanwhile must
+// succeed (it failed: the owner role may not lock the mover's table) and
+// be restorable (an archive with the marker is refused as ahead of the
+// desired state).
+func TestBackupDuringMove(t *testing.T) {
+	f := newFleet(t, twoShards(t)...)
+	r := f.router(t)
+	client := clientOf(r)
+	ctx := context.Background()
+	tn := f.tenant(t, "s0")
+	seed(t, client, tn.ID, 3)
+
+	store, err := backup.NewDir(t.TempDir())
+	require.NoError(t, err)
+	bm, err := backup.New(backup.Config{Store: store, Desired: f.desired})
+	require.NoError(t, err)
+	ownerPool := func(shard string) *pgxpool.Pool {
+		s := f.shards[shard]
+		p, err := pgxpool.New(ctx, s.cluster.DSN(migrate.DefaultRoles().Owner, s.db))
+		require.NoError(t, err)
+		t.Cleanup(p.Close)
+		return p
+	}
+	var man *backup.Manifest
+	var berr error
+	m := f.mover(t, move.Config{OnPhase: func(ctx context.Context, _ tenancy.ID, p move.Phase) error {
+		if p == move.PhaseCatchup {
+			man, berr = bm.Backup(ctx, tn.ID, backup.Source{Shard: "s0", DB: ownerPool("s0"), Schema: tn.Placement.Schema, Mode: backup.ModeSchema}, backup.BackupOptions{})
+		}
+		return nil
+	}})
+	_, err = m.Move(ctx, move.Request{Tenant: tn.Slug, Shard: "s1"})
+	require.NoError(t, err)
+	require.NoError(t, berr, "a backup taken during a move must succeed (and be restorable)")
+	for _, tb := range man.Tables {
+		t.Logf("archived table %s (%d rows)", tb.Name, tb.Rows)
+	}
+	clone := tenancy.NewID()
+	_, err = bm.Restore(ctx, man.Name, backup.Target{Shard: "s1", DB: ownerPool("s1"), Schema: clone.SchemaName(), Mode: backup.ModeSchema},
+		backup.RestoreOptions{Tenant: clone})
+	require.NoError(t, err, "an archive that Backup accepted must be restorable")
 }
