@@ -69,6 +69,8 @@ func (e *PhaseError) Error() string {
 	switch {
 	case !e.RolledBack:
 		what = "the tenant is served by the target; finish with tenantctl tenants move -resume " + e.Tenant
+	case errors.Is(e.Cleanup, errStillFenced):
+		what = fmt.Sprintf("the tenant is served by its source, but its writes stay refused: %v; once the source shard answers, roll back with tenantctl tenants move -abort %s", e.Cleanup, e.Tenant)
 	case e.Cleanup != nil:
 		what = fmt.Sprintf("the tenant is served by its source; some leftovers could not be removed yet (%v): the next move of the tenant removes them", e.Cleanup)
 	}

@@ -387,7 +387,7 @@ func (m *Mover) Abort(ctx context.Context, tenant string) error {
 	if !Phase(job.Phase).before(PhaseFlip) {
 		return fmt.Errorf("tenant %s (phase %s): %w", t.Slug, job.Phase, ErrTooLateToAbort)
 	}
-	if !job.Stale(time.Now(), m.cfg.StaleAfter) && job.Owner != m.cfg.Owner {
+	if !job.Stale(time.Now(), m.cfg.StaleAfter) && job.Owner != m.cfg.Owner && job.Owner != "" {
 		if err := m.cfg.Store.RequestCancel(ctx, job.ID); err != nil {
 			return err
 		}
@@ -434,6 +434,10 @@ func (m *Mover) Abort(ctx context.Context, tenant string) error {
 		return fmt.Errorf("tenant %s: %w", t.Slug, ErrTooLateToAbort)
 	}
 	cerr := r.rollback(ctx)
+	if errors.Is(cerr, errStillFenced) {
+		r.release(context.WithoutCancel(ctx))
+		return fmt.Errorf("tenant %s: abort: %w", t.Slug, cerr)
+	}
 	msg := "aborted by an operator"
 	if cerr != nil {
 		msg += "; cleanup incomplete: " + cerr.Error()
@@ -618,6 +622,13 @@ func (r *run) fail(ctx, runCtx context.Context, p Phase, err error) error {
 	}
 	perr.RolledBack = true
 	perr.Cleanup = r.rollback(bg)
+	if errors.Is(perr.Cleanup, errStillFenced) {
+		r.m.cfg.Store.UpdateJob(bg, r.job.ID, r.m.cfg.Owner, registry.JobUpdate{Params: r.st.params()})
+		r.release(bg)
+		r.m.cfg.Metrics.finished("failed")
+		r.log.Error("move: failed and could not unfence the source; abort it when the source answers", "phase", p, "error", err.Error(), "cleanup_error", perr.Cleanup.Error())
+		return perr
+	}
 	final := registry.JobFailed
 	if errors.Is(err, ErrAborted) {
 		final = registry.JobAborted

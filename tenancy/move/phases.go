@@ -677,6 +677,11 @@ func (r *run) dropMarkers(ctx context.Context) error {
 	return errors.Join(dropMarker(ctx, r.dst, r.st.To.Schema), dropMarker(ctx, r.src, r.st.From.Schema))
 }
 
+// errStillFenced is a rollback that could not give the tenant's writes
+// back on the source (the source is down): the job stays running, without
+// an owner, so that Abort completes the rollback once the source answers.
+var errStillFenced = errors.New("the tenant stays fenced")
+
 // rollback returns a move that has not flipped to where it started: writes
 // unfenced, tenant state as before, replication objects and the target
 // schema gone. It tries every step and joins the errors.
@@ -695,8 +700,9 @@ func (r *run) rollback(ctx context.Context) error {
 	}
 	if t.State == registry.Moving || !r.phase.Load().(Phase).before(PhaseFence) || !r.st.FencedAt.IsZero() {
 		if err := r.unfenceSource(ctx); err != nil {
-			// Writes stay refused: leave the tenant fenced in the registry too.
-			return fmt.Errorf("give writes back on the source (the tenant stays fenced; abort again when the source answers): %w", err)
+			// Writes stay refused: leave the tenant fenced in the registry
+			// too, and the job unfinished, for an abort to complete.
+			return fmt.Errorf("%w: give writes back on the source: %w", errStillFenced, err)
 		}
 		if t.State == registry.Moving {
 			prior := r.st.PriorState

@@ -124,3 +124,45 @@ func TestBackupDuringMove(t *testing.T) {
 		backup.RestoreOptions{Tenant: clone})
 	require.NoError(t, err, "an archive that Backup accepted must be restorable")
 }
+
+// TestSourceDownDuringFence: the source shard goes down while the tenant
+// is fenced, so the rollback cannot give its writes back. The move fails
+// saying so, and keeps its job for an abort: once the source is back, the
+// abort lifts the fence and removes the replication objects. (The job used
+// to be finished as failed, leaving the tenant "moving" with nothing that
+// could lift the fence, and the source keeping the slot.)
+func TestSourceDownDuringFence(t *testing.T) {
+	ctx := context.Background()
+	source, err := pgtest.Start(ctx, pgtest.Options{Name: "move-review-src", Settings: map[string]string{"wal_retrieve_retry_interval": "100ms"}})
+	require.NoError(t, err)
+	t.Cleanup(func() { source.Close() })
+	f := newFleet(t, shardSpec{"src", source, "app"}, twoShards(t)[1])
+	r := f.router(t)
+	client := clientOf(r)
+	tn := f.tenant(t, "src")
+	seed(t, client, tn.ID, 5)
+
+	m := f.mover(t, move.Config{OnPhase: func(ctx context.Context, _ tenancy.ID, p move.Phase) error {
+		if p == move.PhaseSync {
+			require.NoError(t, source.Kill())
+			return errors.New("source shard crashed")
+		}
+		return nil
+	}})
+	_, err = m.Move(ctx, move.Request{Tenant: tn.Slug, Shard: "s1"})
+	require.ErrorContains(t, err, "tenants move -abort "+tn.Slug, "the error says what to do")
+
+	require.NoError(t, source.Restart(ctx))
+
+	// The operator does what the error says: abort once the source is back.
+	require.NoError(t, m.Abort(ctx, tn.Slug))
+	got, err := f.store.Tenant(ctx, tn.Slug)
+	require.NoError(t, err)
+	require.Equal(t, registry.Active, got.State, "the fence is lifted")
+	eventually(t, "a write of the tenant", func() bool {
+		_, err := client.Customer.Create().SetName("after").SetEmail("after@example.com").Save(ctxOf(tn.ID))
+		return err == nil
+	})
+	require.Empty(t, f.leftovers(t, "src", tn.ID))
+	require.Empty(t, f.leftovers(t, "s1", tn.ID))
+}
