@@ -349,6 +349,10 @@ func (f *Fleet) Apply(ctx context.Context, p *FleetPlan) (*Report, error) {
 	return rep, nil
 }
 
+// errGone is a target whose schema no longer exists when verify comes to
+// repair it: offboarded, moved or renamed during the run.
+var errGone = errors.New("the schema no longer exists (offboarded, moved or renamed during the run)")
+
 // recordKnown records, on every reachable shard, the desired state's
 // fingerprint and description and the fingerprints the groups' plans lead
 // to: all are states of the version, whether or not this run gets to
@@ -988,6 +992,16 @@ func (r *run) repair(ctx context.Context, j *job) {
 		if err := prologue(ctx, tx, j.t.Schema, r.f.roles(), r.opts.LockTimeout, true); err != nil {
 			return err
 		}
+		// A schema that went away since planning (its tenant offboarded,
+		// moved, or its spare claimed under another name) is not created
+		// again: it is no longer a target.
+		var exists bool
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)`, j.t.Schema).Scan(&exists); err != nil {
+			return err
+		}
+		if !exists {
+			return errGone
+		}
 		var from sql.NullString
 		if err := tx.QueryRowContext(ctx, `SELECT version FROM tenantry.schema_state WHERE schema_name = $1`, j.t.Schema).Scan(&from); err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
@@ -1021,7 +1035,11 @@ func (r *run) repair(ctx context.Context, j *job) {
 		}
 		return tx.Commit()
 	}()
-	if err != nil {
+	switch {
+	case errors.Is(err, errGone):
+		r.log.Info("the schema went away during the run; left alone", "target", j.t.String())
+		r.reclassify(j, OutcomeSkipped, fmt.Errorf("%s: %w", j.t, errGone))
+	case err != nil:
 		r.reclassify(j, OutcomeFailed, fmt.Errorf("verify: %w", err))
 	}
 }

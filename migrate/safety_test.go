@@ -99,3 +99,37 @@ func TestDriftSurvivesUpgrade(t *testing.T) {
 	require.Len(t, st.Drifted, 1, "v2 status still reports the drift")
 	assert.Equal(t, bad, st.Drifted[0].Schema)
 }
+
+// TestRetiredDuringRunNotRecreated: a tenant offboarded between plan and
+// apply (its schema and ledger row renamed, as provision.Retire does) is
+// left alone: verify used to "repair" the missing schema, creating a fresh,
+// empty one for the offboarded tenant.
+func TestRetiredDuringRunNotRecreated(t *testing.T) {
+	e := newFleetEnv(t, pgtest.Shards(t, 1))
+	e.shards = e.shards[:1]
+	var targets migrate.TargetList
+	for _, s := range tenantSchemas(0, 3) {
+		targets = append(targets, migrate.Target{Shard: "shard0", Schema: s})
+	}
+	v1, v2 := newDesired(t, appmigrate.Tables), newDesired(t, v2Tables())
+	e.provision(t, v1, targets)
+	gone := tenantSchemas(0, 3)[1]
+	f := e.fleet(v2, migrate.Discover{})
+	p, err := f.Plan(t.Context(), migrate.RunOptions{})
+	require.NoError(t, err)
+
+	// Offboarding retires the schema while the run is between plan and apply.
+	e.exec(t, 0, `BEGIN; SELECT pg_advisory_xact_lock(hashtext('tenantry:' || '`+gone+`'));
+		ALTER SCHEMA `+gone+` RENAME TO retired_x;
+		UPDATE tenantry.schema_state SET schema_name = 'retired_x' WHERE schema_name = '`+gone+`'; COMMIT`)
+
+	rep, err := f.Apply(t.Context(), p)
+	require.NoError(t, err)
+	var out strings.Builder
+	require.NoError(t, rep.WriteTable(&out))
+	t.Log("\n" + out.String())
+	exists := e.strings(t, 0, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)::text`, gone)
+	assert.Equal(t, []string{"false"}, exists, "the offboarded tenant's schema must not be recreated")
+	assert.Equal(t, 1, rep.Total.Skipped)
+	assert.Equal(t, 2, rep.Total.Applied)
+}
