@@ -98,6 +98,20 @@ var ledgerDDL = []string{
 				target, coalesce(have, '(none)'), coalesce(expected, '(none)') USING ERRCODE = 'TR409';
 		END IF;
 	END $$`,
+	// The same, also failing when another run rewrote the schema's row at
+	// the same version (two runs repairing the same drift).
+	`CREATE OR REPLACE FUNCTION tenantry.expect_state(target text, expected text, expected_run text) RETURNS void
+	LANGUAGE plpgsql AS $$
+	DECLARE
+		have text;
+		have_run text;
+	BEGIN
+		SELECT version, run_id INTO have, have_run FROM tenantry.schema_state WHERE schema_name = target;
+		IF have IS DISTINCT FROM expected OR have_run IS DISTINCT FROM expected_run THEN
+			RAISE EXCEPTION 'schema % is at version % (run %), expected % (run %): changed by another run since planning',
+				target, coalesce(have, '(none)'), coalesce(have_run, '(none)'), coalesce(expected, '(none)'), coalesce(expected_run, '(none)') USING ERRCODE = 'TR409';
+		END IF;
+	END $$`,
 	// Raised before the ledger row of a migration whose indexes were built
 	// concurrently, outside its transaction: every one must be valid.
 	`CREATE OR REPLACE FUNCTION tenantry.expect_valid_index(target text, index_name text) RETURNS void
@@ -148,7 +162,7 @@ func ensureLedger(ctx context.Context, db *sql.DB, roles Roles) error {
 	err = tx.QueryRowContext(ctx, `SELECT count(*) = 6 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = 'tenantry' AND c.relname IN ('schema_migrations', 'schema_state', 'versions', 'fingerprints', 'runs', 'schema_migrations_run_id')
 		HAVING (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-			WHERE n.nspname = 'tenantry' AND p.proname IN ('expect_version', 'expect_valid_index')) = 2`).Scan(&ready)
+			WHERE n.nspname = 'tenantry' AND p.proname IN ('expect_version', 'expect_valid_index', 'expect_state')) = 3`).Scan(&ready)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
@@ -270,6 +284,12 @@ func expectSQL(schema, from string) string {
 	return fmt.Sprintf("SELECT tenantry.expect_version(%s, %s)", literal(schema), nullLiteral(from))
 }
 
+// expectStateSQL is expectSQL that also fails when the ledger row of the
+// schema was written by another run than from's (run id fromRun).
+func expectStateSQL(schema string, from ledgerState) string {
+	return fmt.Sprintf("SELECT tenantry.expect_state(%s, %s, %s)", literal(schema), nullLiteral(from.version), nullLiteral(from.run))
+}
+
 // recordFailure writes a failed attempt, after the migration's transaction
 // rolled back.
 func recordFailure(ctx context.Context, db *sql.DB, r ledgerRecord, roles Roles, cause error) error {
@@ -305,20 +325,25 @@ func nullLiteral(s string) string {
 	return literal(s)
 }
 
-// schemaState reads the ledger version of every schema of a shard.
-func schemaState(ctx context.Context, db *sql.DB) (map[string]string, error) {
-	rows, err := db.QueryContext(ctx, `SELECT schema_name, version FROM tenantry.schema_state`)
+// ledgerState is a schema's row of tenantry.schema_state: its version and
+// the run that wrote it.
+type ledgerState struct{ version, run string }
+
+// schemaState reads the ledger state of every schema of a shard.
+func schemaState(ctx context.Context, db *sql.DB) (map[string]ledgerState, error) {
+	rows, err := db.QueryContext(ctx, `SELECT schema_name, version, run_id FROM tenantry.schema_state`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := make(map[string]string)
+	out := make(map[string]ledgerState)
 	for rows.Next() {
-		var s, v string
-		if err := rows.Scan(&s, &v); err != nil {
+		var s string
+		var l ledgerState
+		if err := rows.Scan(&s, &l.version, &l.run); err != nil {
 			return nil, err
 		}
-		out[s] = v
+		out[s] = l
 	}
 	return out, rows.Err()
 }

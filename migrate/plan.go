@@ -110,13 +110,13 @@ type shardState struct {
 	shard    Shard
 	err      error
 	targets  []Target
-	fps      map[string]string   // schema → fingerprint
-	state    map[string]string   // schema → ledger version
-	known    map[string][]string // fingerprint → versions
-	desired  string              // fingerprint of a fresh schema at the version
-	desc     []string            // its description
-	fresh    bool                // desired and desc were computed by this run
-	recorded []string            // fingerprints to record as the version's
+	fps      map[string]string      // schema → fingerprint
+	state    map[string]ledgerState // schema → ledger version and run
+	known    map[string][]string    // fingerprint → versions
+	desired  string                 // fingerprint of a fresh schema at the version
+	desc     []string               // its description
+	fresh    bool                   // desired and desc were computed by this run
+	recorded []string               // fingerprints to record as the version's
 	mu       sync.Mutex
 }
 

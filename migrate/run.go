@@ -210,6 +210,7 @@ type job struct {
 	g         *Group
 	st        *shardState
 	from      string // ledger version before
+	fromRun   string // run that wrote the ledger row before
 	attempts  int
 	notBefore time.Time
 	outcome   string
@@ -289,7 +290,7 @@ func (f *Fleet) Apply(ctx context.Context, p *FleetPlan) (*Report, error) {
 	for _, g := range p.Groups {
 		for _, m := range g.Members {
 			st := p.shards[m.Shard]
-			jobs = append(jobs, &job{t: m, g: g, st: st, from: st.state[m.Schema]})
+			jobs = append(jobs, &job{t: m, g: g, st: st, from: st.state[m.Schema].version, fromRun: st.state[m.Schema].run})
 		}
 	}
 	for name, st := range p.shards {
@@ -687,7 +688,7 @@ func (r *run) script(j *job, create bool, stmts []string, ledger []string) []str
 		fmt.Sprintf("SELECT set_config('role', %s, true), set_config('lock_timeout', %s, true)",
 			literal(r.f.roles().Owner), literal(lockTimeoutSetting(r.opts.LockTimeout))),
 		fmt.Sprintf("SELECT pg_advisory_xact_lock(hashtext('tenantry:' || %s))", literal(schema)),
-		expectSQL(schema, j.from),
+		expectStateSQL(schema, ledgerState{j.from, j.fromRun}),
 		fmt.Sprintf("SELECT set_config('search_path', %s, true)", literal(ident(schema))),
 	}
 	if create {

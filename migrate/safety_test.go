@@ -133,3 +133,32 @@ func TestRetiredDuringRunNotRecreated(t *testing.T) {
 	assert.Equal(t, 1, rep.Total.Skipped)
 	assert.Equal(t, 2, rep.Total.Applied)
 }
+
+// TestConcurrentRepairSameVersion: two runs at the same version both plan
+// the repair of a drifted schema (a policy dropped by hand). The second
+// must see that the first repaired it meanwhile (its ledger check compared
+// versions only, v1 -> v1: it ran CREATE POLICY again, failed with 42710
+// and, with the default budget, halted).
+func TestConcurrentRepairSameVersion(t *testing.T) {
+	e := newFleetEnv(t, pgtest.Shards(t, 1))
+	e.shards = e.shards[:1]
+	var targets migrate.TargetList
+	for _, s := range tenantSchemas(0, 3) {
+		targets = append(targets, migrate.Target{Shard: "shard0", Schema: s})
+	}
+	v1 := newDesired(t, appmigrate.Tables)
+	e.provision(t, v1, targets)
+	bad := tenantSchemas(0, 3)[0]
+	e.exec(t, 0, `DROP POLICY tenant_isolation ON `+bad+`.tags`)
+	f := e.fleet(v1, targets)
+	p1, err := f.Plan(t.Context(), migrate.RunOptions{})
+	require.NoError(t, err)
+	p2, err := f.Plan(t.Context(), migrate.RunOptions{})
+	require.NoError(t, err)
+	rep1, err := f.Apply(t.Context(), p1)
+	require.NoError(t, err)
+	require.NoError(t, rep1.Err())
+	rep2, err := f.Apply(t.Context(), p2)
+	require.NoError(t, err)
+	assert.NoError(t, rep2.Err(), "the second run must see the schema was repaired meanwhile")
+}

@@ -144,7 +144,7 @@ func (f *Fleet) shardStatus(ctx context.Context, s Shard, opts RunOptions, versi
 	var failing []FailedSchema
 	for _, t := range st.targets {
 		fp, exists := st.fps[t.Schema]
-		ledger := st.state[t.Schema]
+		ledger := st.state[t.Schema].version
 		var at string
 		switch vs := st.known[fp]; {
 		case !exists:

@@ -109,7 +109,7 @@ func (f *Fleet) planVersioned(ctx context.Context, p *FleetPlan) error {
 			continue
 		}
 		for _, t := range st.targets {
-			from := st.state[t.Schema]
+			from := st.state[t.Schema].version
 			_, exists := st.fps[t.Schema]
 			key := from + "/" + strconv.FormatBool(exists)
 			g := groups[key]
