@@ -211,6 +211,7 @@ type job struct {
 	st        *shardState
 	from      string // ledger version before
 	fromRun   string // run that wrote the ledger row before
+	txDone    bool   // the transactional part of a concurrent-index migration committed
 	attempts  int
 	notBefore time.Time
 	outcome   string
@@ -661,10 +662,11 @@ func (r *run) attempt(ctx context.Context, j *job) error {
 	// schema whose fingerprint is neither the old nor the new one: the next
 	// run plans it as a group of its own and finishes the work (IF NOT
 	// EXISTS, invalid leftovers dropped first).
-	if g.create || len(g.tx) > 0 {
+	if (g.create || len(g.tx) > 0) && !j.txDone {
 		if err := execPipeline(ctx, db, r.script(j, g.create, g.tx, nil)); err != nil {
 			return err
 		}
+		j.txDone = true // a retry (an index build's lock timeout) resumes at the indexes
 	}
 	for _, c := range g.conc {
 		if err := r.buildIndex(ctx, db, j.t.Schema, c); err != nil {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	entschema "entgo.io/ent/dialect/sql/schema"
+	"entgo.io/ent/schema/field"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -161,4 +163,60 @@ func TestConcurrentRepairSameVersion(t *testing.T) {
 	rep2, err := f.Apply(t.Context(), p2)
 	require.NoError(t, err)
 	assert.NoError(t, rep2.Err(), "the second run must see the schema was repaired meanwhile")
+}
+
+// TestConcurrentIndexRetryResumes: with ConcurrentIndexes, the
+// transactional part commits before the index is built. When the build
+// times out on a lock (a tenant transaction on customers), the retry
+// resumes with the index (it used to run the committed ALTER TABLE again,
+// which failed for good: "already exists").
+func TestConcurrentIndexRetryResumes(t *testing.T) {
+	e := newFleetEnv(t, pgtest.Shards(t, 1))
+	e.shards = e.shards[:1]
+	var targets migrate.TargetList
+	for _, s := range tenantSchemas(0, 2) {
+		targets = append(targets, migrate.Target{Shard: "shard0", Schema: s})
+	}
+	v1, v2 := newDesired(t, appmigrate.Tables), newDesired(t, colorAndNameIndex())
+	e.provision(t, v1, targets)
+	busy := tenantSchemas(0, 2)[0]
+
+	tx, err := e.supers[0].BeginTx(t.Context(), nil)
+	require.NoError(t, err)
+	_, err = tx.ExecContext(t.Context(), fmt.Sprintf(`INSERT INTO %s.customers (id, tenant_id, name, email, created_at)
+		VALUES (gen_random_uuid(), '%s', 'x', 'x@example.com', now())`, busy, tenantA))
+	require.NoError(t, err)
+	timer := time.AfterFunc(1500*time.Millisecond, func() { tx.Rollback() })
+	defer timer.Stop()
+
+	f := e.fleet(v2, targets)
+	p, err := f.Plan(t.Context(), migrate.RunOptions{ConcurrentIndexes: true, LockTimeout: 200 * time.Millisecond, Retries: 8, RetryBackoff: 100 * time.Millisecond})
+	require.NoError(t, err)
+	require.Len(t, p.Groups, 1)
+	t.Logf("tx: %q concurrent: %q", p.Groups[0].Statements, p.Groups[0].Concurrent)
+	rep, err := f.Apply(t.Context(), p)
+	require.NoError(t, err)
+	var out strings.Builder
+	require.NoError(t, rep.WriteTable(&out))
+	t.Log("\n" + out.String())
+	assert.NoError(t, rep.Err(), "the busy tenant should be applied once its transaction ends")
+}
+
+// colorAndNameIndex is the example graph plus a nullable column tags.color
+// and a plain index customers(name).
+func colorAndNameIndex() []*entschema.Table {
+	var out []*entschema.Table
+	for _, t := range appmigrate.Tables {
+		c := *t
+		c.Columns = append([]*entschema.Column(nil), t.Columns...)
+		c.Indexes = append([]*entschema.Index(nil), t.Indexes...)
+		switch t.Name {
+		case appmigrate.TagsTable.Name:
+			c.Columns = append(c.Columns, &entschema.Column{Name: "color", Type: field.TypeString, Size: 20, Nullable: true})
+		case appmigrate.CustomersTable.Name:
+			c.Indexes = append(c.Indexes, &entschema.Index{Name: "customer_name", Columns: []*entschema.Column{t.Columns[2]}})
+		}
+		out = append(out, &c)
+	}
+	return out
 }
