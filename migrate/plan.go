@@ -334,10 +334,14 @@ func (f *Fleet) fingerprintDesired(ctx context.Context, st *shardState) error {
 
 // planGroup computes a group's plan on a representative: the first member
 // on which planning succeeds, of at most three tried (a member can be
-// busy, or its data can make a statement fail).
+// busy), not counting up to maxDataFailures members whose own data makes a
+// statement fail (class 22 or 23): the plan does not depend on the data,
+// so such members run it like the others and fail alone, with their own
+// error in the ledger, instead of failing the whole group.
 func (f *Fleet) planGroup(ctx context.Context, p *FleetPlan, g *Group) {
+	const maxDataFailures = 20
 	var errs []string
-	tried := 0
+	tried, dataFailures := 0, 0
 	for _, m := range g.Members {
 		if tried == 3 {
 			break
@@ -346,7 +350,6 @@ func (f *Fleet) planGroup(ctx context.Context, p *FleetPlan, g *Group) {
 		if st.err != nil {
 			continue
 		}
-		tried++
 		g.Representative = m
 		err := f.planOn(ctx, p, st, g, m)
 		if err == nil {
@@ -356,6 +359,11 @@ func (f *Fleet) planGroup(ctx context.Context, p *FleetPlan, g *Group) {
 		if ctx.Err() != nil {
 			break
 		}
+		if c := pgCode(err); (strings.HasPrefix(c, "22") || strings.HasPrefix(c, "23")) && dataFailures < maxDataFailures {
+			dataFailures++
+			continue
+		}
+		tried++
 	}
 	g.Error = "no plan: " + strings.Join(errs, "; ")
 }

@@ -220,3 +220,29 @@ func colorAndNameIndex() []*entschema.Table {
 	}
 	return out
 }
+
+// TestGroupPlanFailureStaysWithItsMembers: the first members of a group
+// have data the change violates (duplicate names under a new unique
+// index). Only they fail, with their own error; the healthy members
+// migrate (all six failed with "no plan" when the first three tried
+// failed).
+func TestGroupPlanFailureStaysWithItsMembers(t *testing.T) {
+	e := newFleetEnv(t, pgtest.Shards(t, 1))
+	e.shards = e.shards[:1]
+	var targets migrate.TargetList
+	s := tenantSchemas(0, 6)
+	for _, n := range s {
+		targets = append(targets, migrate.Target{Shard: "shard0", Schema: n})
+	}
+	v1, v3 := newDesired(t, appmigrate.Tables), newDesired(t, withUniqueName())
+	e.provision(t, v1, targets)
+	for _, bad := range s[:3] {
+		e.addCustomers(t, 0, bad, "ann", "ann")
+	}
+	rep := run(t, e.fleet(v3, targets), migrate.RunOptions{FailureBudget: -1})
+	var out strings.Builder
+	require.NoError(t, rep.WriteTable(&out))
+	t.Log("\n" + out.String())
+	assert.Equal(t, 3, rep.Total.Applied, "the three healthy tenants should migrate")
+	assert.Equal(t, 3, rep.Total.Failed, "only the three with duplicate names should fail")
+}
