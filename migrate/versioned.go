@@ -276,10 +276,14 @@ func (r *run) execNoTx(ctx context.Context, db *sql.DB, j *job, s versionedStep)
 	}()
 	setup := fmt.Sprintf("SET ROLE %s; SET lock_timeout = %s; SELECT pg_advisory_lock(hashtext('tenantry:' || %s)); CREATE SCHEMA IF NOT EXISTS %s AUTHORIZATION %s; SET search_path = %s",
 		ident(r.f.roles().Owner), literal(lockTimeoutSetting(r.opts.LockTimeout)), literal(j.t.Schema), ident(j.t.Schema), ident(r.f.roles().Owner), ident(j.t.Schema))
+	// Unlocked whatever the setup does: a session-level advisory lock
+	// taken in a statement list that fails later survives the rollback,
+	// and would hold the schema's migrations on this pooled connection.
+	// (Unlocking a lock not held only warns.)
+	defer conn.ExecContext(context.Background(), fmt.Sprintf("SELECT pg_advisory_unlock(hashtext('tenantry:' || %s))", literal(j.t.Schema)))
 	if _, err := conn.ExecContext(ctx, setup); err != nil {
 		return err
 	}
-	defer conn.ExecContext(context.Background(), fmt.Sprintf("SELECT pg_advisory_unlock(hashtext('tenantry:' || %s))", literal(j.t.Schema)))
 	for _, stmt := range s.stmts {
 		if _, err := conn.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("%s: %w", firstLine(stmt), err)
