@@ -176,11 +176,11 @@ func (st *connState) run(sql string) uint32 {
 
 // recover updates the cache after err, an error of running sql under
 // st.path, and reports whether running sql again may succeed where it
-// failed. Every error it recovers from is raised before the statement
-// runs (encoding, parse, bind, plan-cache revalidation, permission and
-// name checks), so a run that failed outside a transaction did nothing
-// and can be repeated; inside one, only an encoding error, which nothing
-// was sent for, can.
+// failed. Outside a transaction a failed run did nothing (its implicit
+// transaction rolled back; and the errors recovered from are mostly raised
+// before the statement runs: encoding, parse, bind, plan-cache
+// revalidation, name checks), so it can be repeated; inside one, only an
+// encoding error, which nothing was sent for, can.
 //
 //   - 26000 (a prepared statement is gone: DEALLOCATE or DISCARD ran on
 //     the connection): every statement of the connection, the scope
