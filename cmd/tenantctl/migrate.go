@@ -457,6 +457,7 @@ type progressLine struct {
 	mu     sync.Mutex
 	w      io.Writer
 	total  int
+	done   int
 	start  time.Time
 	last   time.Time
 	shards map[string]migrate.Counts
@@ -468,7 +469,13 @@ func (b *progressLine) update(p migrate.Progress) {
 	defer b.mu.Unlock()
 	b.shards[p.Target.Shard] = p.Shard
 	now := time.Now()
-	done := p.Total.Applied + p.Total.Failed + p.Total.Skipped
+	// Every target the run attempts reports its outcome once, whatever it
+	// is (applied, failed, skipped, or up to date after all when another
+	// run migrated it first); the targets of a shard found down at planning
+	// come on top of the plan's changes.
+	b.done++
+	done := b.done
+	b.total = max(b.total, done)
 	if now.Sub(b.last) < 100*time.Millisecond && done < b.total {
 		return
 	}

@@ -104,3 +104,20 @@ func TestProgressLine(t *testing.T) {
 	assert.True(t, strings.HasSuffix(out.String(), "\r\033[K"))
 	assert.False(t, isTerminal(&out))
 }
+
+// TestProgressLineCountsEveryOutcome: a target found up to date at apply
+// time (another run migrated it) counts as done, and the targets of a shard
+// found down at planning, which are not among the plan's changes, neither
+// leave the line short of 100 % nor push it past.
+func TestProgressLineCountsEveryOutcome(t *testing.T) {
+	var out bytes.Buffer
+	b := &progressLine{w: &out, shards: make(map[string]migrate.Counts), total: 2, start: time.Now()}
+	for _, p := range []migrate.Progress{
+		{Target: migrate.Target{Shard: "s0"}, Outcome: migrate.OutcomeApplied, Total: migrate.Counts{Applied: 1}},
+		{Target: migrate.Target{Shard: "s0"}, Outcome: migrate.OutcomeUpToDate, Total: migrate.Counts{Applied: 1, UpToDate: 1}},
+		{Target: migrate.Target{Shard: "s1"}, Outcome: migrate.OutcomeFailed, Total: migrate.Counts{Applied: 1, UpToDate: 1, Failed: 1}},
+	} {
+		b.update(p)
+	}
+	assert.Contains(t, out.String(), "3/3 100.0%")
+}
