@@ -11,7 +11,7 @@ import (
 // per tenant would swamp Prometheus): per-tenant detail is in the ledger,
 // the report and the logs.
 //
-//	tenantry_migrate_schemas_total{shard,outcome}            counter
+//	tenantry_migrate_schemas_total{shard,outcome}            counter, outcome of the apply (verification may revise it: verify_repairs_total)
 //	tenantry_migrate_schema_duration_seconds{shard,outcome}  histogram, one migration attempt
 //	tenantry_migrate_retries_total{shard,reason}             counter (lock_timeout, deadlock, serialization)
 //	tenantry_migrate_verify_repairs_total{shard,outcome}     counter, schemas verification had to repair
@@ -35,7 +35,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		schemas: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tenantry_migrate_schemas_total", Help: "Schemas by outcome of a fleet migration run.",
+			Name: "tenantry_migrate_schemas_total", Help: "Schemas by outcome of their apply in a fleet migration run (a later verification's verdict is in tenantry_migrate_verify_repairs_total).",
 		}, []string{"shard", "outcome"}),
 		durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "tenantry_migrate_schema_duration_seconds", Help: "Duration of one schema's migration attempt.",
