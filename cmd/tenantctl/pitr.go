@@ -18,6 +18,7 @@ import (
 	"github.com/tenantry/tenantry/registry"
 	"github.com/tenantry/tenantry/tenancy"
 	"github.com/tenantry/tenantry/tenancy/backup"
+	"github.com/tenantry/tenantry/tenancy/move"
 	"github.com/tenantry/tenantry/tenancy/pitr"
 )
 
@@ -76,7 +77,13 @@ func runRestoreAt(ctx context.Context, s *registry.Store, m *backup.Manager, pf 
 	if err != nil {
 		return err
 	}
-	sh, err := s.Shard(ctx, t.Placement.Shard)
+	// The data is read where the tenant was at the time: before a move's
+	// flip, on the move's source.
+	then, err := move.PlacementAt(ctx, s, t, at)
+	if err != nil {
+		return err
+	}
+	sh, err := s.Shard(ctx, then.Shard)
 	if err != nil {
 		return err
 	}
@@ -84,8 +91,10 @@ func runRestoreAt(ctx context.Context, s *registry.Store, m *backup.Manager, pf 
 	if err != nil {
 		return fmt.Errorf("shard %s: %w", sh.Name, err)
 	}
-	// The tenant's placement at the time is taken to be its current one.
-	src := pitr.Source{Shard: sh.Name, Database: db, Schema: t.Placement.Schema, Mode: backupMode(t.Placement.Mode)}
+	if then.Shard != t.Placement.Shard || then.Schema != t.Placement.Schema {
+		logger.Info("the tenant was elsewhere at that time: reading it there", "shard", then.Shard, "schema", then.Schema, "now_on", t.Placement.Shard)
+	}
+	src := pitr.Source{Shard: sh.Name, Database: db, Schema: then.Schema, Mode: backupMode(then.Mode)}
 	promReg := prometheus.NewRegistry()
 	metrics, err := pitr.NewMetrics(promReg)
 	if err != nil {
