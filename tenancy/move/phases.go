@@ -721,7 +721,17 @@ func (r *run) rollback(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	if r.st.TargetCreated {
-		errs = append(errs, r.dropTargetSchemas(ctx))
+		// Checked again: a mover that took the job over (its heartbeat had
+		// looked stale) may have flipped since the check above. Once the
+		// state is no longer moving, no flip can follow (Cutover needs it).
+		switch now, err := r.m.cfg.Store.Tenant(ctx, r.tenant.ID.String()); {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("target schema kept (the registry did not say where the tenant is): %w", err))
+		case now.Placement.Shard == r.st.To.Shard && now.Placement.Schema == r.st.To.Schema:
+			errs = append(errs, fmt.Errorf("rollback stopped before dropping the target: %w", ErrTooLateToAbort))
+		default:
+			errs = append(errs, r.dropTargetSchemas(ctx))
+		}
 	}
 	return errors.Join(errs...)
 }
