@@ -36,7 +36,7 @@ type ProvisionOptions struct {
 // schemas at the desired state created ahead of time, that Provision
 // renames to a new tenant's schema. They match the runner's default
 // discovery (tenant_%), so fleet runs keep them current.
-const SparePrefix = "tenant_spare_"
+const SparePrefix = tenancy.SpareSchemaPrefix
 
 // Provisioner creates new schemas at the desired state in one round trip
 // each. The statements that take an empty schema to the desired state are

@@ -20,5 +20,9 @@ func checkSchemaName(mode Mode, schema string) error {
 		return fmt.Errorf("%w schema %q for a %s placement: want %s followed by a name (at most 63 bytes in all), so that tenantctl migrate finds it",
 			ErrInvalid, schema, mode, prefix)
 	}
+	if strings.HasPrefix(schema, tenancy.SpareSchemaPrefix) {
+		return fmt.Errorf("%w schema %q for a %s placement: names starting %s are spare schemas, which provisioning hands out itself",
+			ErrInvalid, schema, mode, tenancy.SpareSchemaPrefix)
+	}
 	return nil
 }

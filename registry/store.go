@@ -373,6 +373,12 @@ func (s *Store) register(ctx context.Context, nt NewTenant) (Tenant, Shard, erro
 	if nt.ID.IsZero() {
 		nt.ID = tenancy.NewID()
 	}
+	// Tenants are looked up by slug or id (Tenant): a slug that reads as
+	// an id would name another tenant, whose id may be known (logs,
+	// metrics), to every command that takes a tenant.
+	if _, err := tenancy.ParseID(nt.Slug); err == nil {
+		return Tenant{}, Shard{}, fmt.Errorf("registry: tenant slug %q: %w: a slug may not be a tenant id (it would name that tenant)", nt.Slug, ErrInvalid)
+	}
 	if nt.Plan == "" {
 		nt.Plan = DefaultPlan
 	}
@@ -408,6 +414,20 @@ func (s *Store) register(ctx context.Context, nt NewTenant) (Tenant, Shard, erro
 		shardID, err := pick(ls, nt)
 		if err != nil {
 			return err
+		}
+		if nt.Mode != ModeShared {
+			// A schema of its own: one that no other tenant of the shard
+			// is placed in (offboarding this tenant would retire and drop
+			// that tenant's data).
+			taken, err := tx.Placement.Query().Where(entplacement.Schema(nt.Schema), entplacement.HasShardWith(entshard.ID(shardID)),
+				entplacement.HasTenantWith(enttenant.StateNEQ(enttenant.StateDeleted))).Exist(ctx)
+			if err != nil {
+				return err
+			}
+			if taken {
+				return fmt.Errorf("schema %q: %w: another tenant of the shard is placed in it; a %s placement needs a schema of its own (leave Schema empty for %s)",
+					nt.Schema, ErrExists, nt.Mode, nt.ID.SchemaName())
+			}
 		}
 		et, err := tx.Tenant.Create().SetID(nt.ID).SetSlug(nt.Slug).SetPlanID(planID).
 			SetState(enttenant.StateProvisioning).Save(ctx)

@@ -16,6 +16,10 @@ const (
 	// offboarded (kept for a retention period, then dropped). Neither
 	// routers nor the migration runner look at such schemas.
 	RetiredSchemaPrefix = "retired_"
+	// SpareSchemaPrefix starts the names of spare schemas: schemas at the
+	// desired state created ahead of time, which provisioning renames to a
+	// new tenant's schema (migrate.Provisioner). No placement may name one.
+	SpareSchemaPrefix = SchemaPrefix + "spare_"
 	// MoveMarkerTable is a table a live move keeps in the tenant's own
 	// schema on both shards; it holds no tenant data, and backups leave it
 	// out.
