@@ -77,9 +77,27 @@ func checkType(t *entgen.Type) []string {
 	switch scopeOf(t) {
 	case tenancy.ScopeTenant:
 	case tenancy.ScopeGlobal:
-		return nil
+		return checkM2M(t)
 	default:
 		return []string{fmt.Sprintf("schema %q is neither tenant-scoped nor global: add tenancy.Mixin{} to its Mixin() if its rows belong to one tenant, or tenancy.Global() to its Annotations() if they are shared by all tenants", t.Name)}
+	}
+	// The annotation says tenant-scoped; what enforces it is the mixin's
+	// field, interceptor and hook, and migrations put row-level security
+	// on the tables that have the column.
+	var tenant *entgen.Field
+	for _, f := range t.Fields {
+		if f.Name == tenancy.FieldTenantID {
+			tenant = f
+		}
+	}
+	switch {
+	case tenant == nil:
+		problems = append(problems, fmt.Sprintf("schema %q is annotated tenant-scoped but has no %s field: add tenancy.Mixin{} to its Mixin() instead of the annotation alone", t.Name, tenancy.FieldTenantID))
+	case !tenant.IsUUID() || !tenant.Immutable || tenant.Optional || tenant.Nillable:
+		problems = append(problems, fmt.Sprintf("schema %q: field %s must be tenancy.Mixin's (an immutable, required UUID): a mixin that overrides Fields() must keep it so, or rows could be moved to another tenant", t.Name, tenancy.FieldTenantID))
+	}
+	if len(t.MixedInHooks()) == 0 || len(t.MixedInInterceptors()) == 0 {
+		problems = append(problems, fmt.Sprintf("schema %q is tenant-scoped without the mixin's hook and interceptor: add tenancy.Mixin{} to its Mixin(), and do not override its Hooks() or Interceptors() in a mixin built on it", t.Name))
 	}
 	for _, f := range t.Fields {
 		if f.Unique && f.Name != tenancy.FieldTenantID {
@@ -91,13 +109,25 @@ func checkType(t *entgen.Type) []string {
 			problems = append(problems, fmt.Sprintf("schema %q: unique index on (%s) does not include %s: make it index.Fields(%q, ...).Unique() so uniqueness holds per tenant", t.Name, strings.Join(idx.Columns, ", "), tenancy.FieldTenantID, tenancy.FieldTenantID))
 		}
 	}
+	return append(problems, checkM2M(t)...)
+}
+
+// checkM2M checks t's many-to-many edges that have a tenant-scoped side:
+// their join table must be an edge schema with the mixin, whichever side
+// declares the edge (a global schema's edge to a tenant-scoped one too).
+func checkM2M(t *entgen.Type) []string {
+	var problems []string
 	for _, e := range t.Edges {
-		if !e.M2M() || e.IsInverse() || scopeOf(e.Type) != tenancy.ScopeTenant {
+		if !e.M2M() || e.IsInverse() || (scopeOf(t) != tenancy.ScopeTenant && scopeOf(e.Type) != tenancy.ScopeTenant) {
 			continue
+		}
+		to := fmt.Sprintf("to tenant-scoped %q", e.Type.Name)
+		if scopeOf(e.Type) != tenancy.ScopeTenant {
+			to = fmt.Sprintf("of tenant-scoped %q to %q", t.Name, e.Type.Name)
 		}
 		switch {
 		case e.Through == nil:
-			problems = append(problems, fmt.Sprintf("schema %q: many-to-many edge %q to tenant-scoped %q has no edge schema, so its join table has no tenant_id and Ent writes it without a tenant filter; declare it with edge.To(%q, %s.Type).Through(\"...\", <EdgeSchema>.Type) and give the edge schema tenancy.Mixin{}", t.Name, e.Name, e.Type.Name, e.Name, e.Type.Name))
+			problems = append(problems, fmt.Sprintf("schema %q: many-to-many edge %q %s has no edge schema, so its join table has no tenant_id and Ent writes it without a tenant filter; declare it with edge.To(%q, %s.Type).Through(\"...\", <EdgeSchema>.Type) and give the edge schema tenancy.Mixin{}", t.Name, e.Name, to, e.Name, e.Type.Name))
 		case scopeOf(e.Through) != tenancy.ScopeTenant:
 			problems = append(problems, fmt.Sprintf("schema %q: edge schema %q of many-to-many edge %q is not tenant-scoped: add tenancy.Mixin{} to %s's Mixin()", t.Name, e.Through.Name, e.Name, e.Through.Name))
 		}

@@ -28,6 +28,10 @@ func TestUnsafeSchemasFailGeneration(t *testing.T) {
 		`index.Fields("tenant_id", "number").Unique()`,
 		`schema "Invoice": unique index on (ref) does not include tenant_id`,
 		`schema "Invoice": many-to-many edge "labels" to tenant-scoped "Label" has no edge schema`,
+		`schema "Category": many-to-many edge "documents" to tenant-scoped "Document" has no edge schema`,
+		`schema "Secret" is annotated tenant-scoped but has no tenant_id field`,
+		`schema "Secret" is tenant-scoped without the mixin's hook and interceptor`,
+		`schema "Note": field tenant_id must be tenancy.Mixin's (an immutable, required UUID)`,
 	} {
 		require.Contains(t, err.Error(), want)
 	}
