@@ -163,7 +163,10 @@ func (s *Store) Offboard(ctx context.Context, id tenancy.ID, opt OffboardOptions
 		return Offboarding{}, fmt.Errorf("registry: offboard tenant %s (%s): %w: state %s (offboard active, read_only or suspended tenants)",
 			t.Slug, id, ErrTransition, t.State)
 	}
-	if o.RetiredSchema != "" && o.RetiredAt.IsZero() {
+	// Retired again even when recorded as retired: a restore that renamed
+	// the schema back and then failed to record it leaves it live (Retire
+	// does nothing to a schema retired already).
+	if o.RetiredSchema != "" {
 		if o, err = s.retire(ctx, o, ops); err != nil {
 			return o, err
 		}
@@ -183,6 +186,9 @@ func (s *Store) retire(ctx context.Context, o Offboarding, ops OffboardOps) (Off
 	if err := ops.Retire(ctx, sh, o); err != nil {
 		return o, fmt.Errorf("registry: offboard tenant %s (%s): retire schema %s as %s on shard %s (the tenant is offboarded and not served; run the offboarding again to finish): %w",
 			o.Slug, o.Tenant, o.Schema, o.RetiredSchema, o.Shard, err)
+	}
+	if !o.RetiredAt.IsZero() {
+		return o, nil
 	}
 	now := time.Now()
 	if err := s.client.Offboarding.UpdateOneID(o.ID).SetRetiredAt(now).Exec(ctx); err != nil {
@@ -285,8 +291,9 @@ func (s *Store) Purge(ctx context.Context, now time.Time, ops OffboardOps) ([]Of
 		if err := ctx.Err(); err != nil {
 			return done, errors.Join(append(errs, err)...)
 		}
-		if o.RetiredSchema != "" && o.RetiredAt.IsZero() {
-			// The rename never happened (interrupted): finish it first, so
+		if o.RetiredSchema != "" {
+			// The rename may never have happened (interrupted), or been
+			// undone by an interrupted restore: make sure of it first, so
 			// that the schema dropped is the retired one.
 			if o, err = s.retire(ctx, o, ops); err != nil {
 				errs = append(errs, err)

@@ -1,7 +1,9 @@
 package provision_test
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -34,4 +36,50 @@ func TestSchemaOfAnotherTenant(t *testing.T) {
 	_, err = f.store.CreateTenant(ctx, registry.NewTenant{Slug: "spare", Shard: "s0", Schema: "tenant_spare_0123"}, f.prov.Apply)
 	require.ErrorIs(t, err, registry.ErrInvalid)
 	require.Equal(t, 1, f.count(t, "s0", `SELECT count(*) FROM pg_namespace WHERE nspname = $1`, victim.Placement.Schema))
+}
+
+// ops lets a test run something inside a shard-side operation.
+type ops struct {
+	registry.OffboardOps
+	beforePurge   func(ctx context.Context)
+	afterUnretire func()
+}
+
+func (o ops) Purge(ctx context.Context, sh registry.Shard, ob registry.Offboarding) error {
+	if o.beforePurge != nil {
+		o.beforePurge(ctx)
+	}
+	return o.OffboardOps.Purge(ctx, sh, ob)
+}
+
+func (o ops) Unretire(ctx context.Context, sh registry.Shard, ob registry.Offboarding) error {
+	err := o.OffboardOps.Unretire(ctx, sh, ob)
+	if err == nil && o.afterUnretire != nil {
+		o.afterUnretire()
+	}
+	return err
+}
+
+// TestInterruptedRestoreCanBeOffboarded: a restore of an offboarded
+// tenant renames its schema back, then fails to record it. Offboarding
+// again retires the schema again, and a hard offboarding purges it (both
+// failed for good: "not retired: retire it first").
+func TestInterruptedRestoreCanBeOffboarded(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	x := f.create(t, registry.NewTenant{Slug: "x", Shard: "s0"})
+	_, err := f.store.Offboard(ctx, x.ID, registry.OffboardOptions{Retention: time.Hour}, f.prov)
+	require.NoError(t, err)
+	rctx, cancel := context.WithCancel(ctx)
+	_, err = f.store.RestoreOffboarded(rctx, x.ID, ops{OffboardOps: f.prov, afterUnretire: cancel})
+	require.Error(t, err, "the registry write fails (context cancelled after the rename)")
+	tn, err := f.store.Tenant(ctx, "x")
+	require.NoError(t, err)
+	require.Equal(t, registry.Offboarded, tn.State)
+	// "offboard again" (the advice of the purge error), then hard+force.
+	_, err = f.store.Offboard(ctx, x.ID, registry.OffboardOptions{}, f.prov)
+	require.NoError(t, err, "offboard again")
+	require.Zero(t, f.count(t, "s0", `SELECT count(*) FROM pg_namespace WHERE nspname = $1`, x.Placement.Schema), "the live schema is retired again")
+	_, err = f.store.Offboard(ctx, x.ID, registry.OffboardOptions{Hard: true, Force: true}, f.prov)
+	require.NoError(t, err, "offboard -hard -force")
 }
