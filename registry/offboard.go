@@ -198,10 +198,42 @@ func (s *Store) retire(ctx context.Context, o Offboarding, ops OffboardOps) (Off
 	return o, nil
 }
 
+// lockOffboarding holds the tenant's offboarding lock, on a registry
+// connection of its own, until the returned function runs: a purge and a
+// restore of one tenant exclude each other from their check of its state
+// to their last write.
+func (s *Store) lockOffboarding(ctx context.Context, id tenancy.ID) (func(), error) {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, wrap(err, "registry: tenant %s: offboarding lock", id)
+	}
+	const key = "SELECT %s(hashtextextended('tenantry:offboarding:' || $1, 0))"
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf(key, "pg_advisory_lock"), id.String()); err != nil {
+		conn.Close()
+		return nil, wrap(err, "registry: tenant %s: offboarding lock", id)
+	}
+	return func() {
+		conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf(key, "pg_advisory_unlock"), id.String())
+		conn.Close()
+	}, nil
+}
+
 // purge deletes an offboarded tenant's data and marks it deleted.
 func (s *Store) purge(ctx context.Context, o Offboarding, now time.Time, force bool, ops OffboardOps) (Offboarding, error) {
 	if now.Before(o.RetainUntil) && !force {
 		return o, fmt.Errorf("registry: purge tenant %s (%s): %w (retained until %s)", o.Slug, o.Tenant, ErrRetention, o.RetainUntil.UTC().Format(time.RFC3339))
+	}
+	unlock, err := s.lockOffboarding(ctx, o.Tenant)
+	if err != nil {
+		return o, err
+	}
+	defer unlock()
+	// Under the lock: still offboarded, and by the same offboarding (a
+	// restore may have come between the listing and now).
+	if t, err := s.Tenant(ctx, o.Tenant.String()); err != nil {
+		return o, err
+	} else if cur, err := s.openOffboarding(ctx, o.Tenant); t.State != Offboarded || err != nil || cur.ID != o.ID {
+		return o, fmt.Errorf("registry: purge tenant %s (%s): %w: it was restored or purged meanwhile (state %s); nothing was deleted", o.Slug, o.Tenant, ErrTransition, t.State)
 	}
 	sh, err := s.Shard(ctx, o.Shard)
 	if err != nil {
@@ -239,6 +271,14 @@ func (s *Store) RestoreOffboarded(ctx context.Context, id tenancy.ID, ops Offboa
 	}
 	t, err := s.Tenant(ctx, id.String())
 	if err != nil {
+		return Tenant{}, err
+	}
+	unlock, err := s.lockOffboarding(ctx, id)
+	if err != nil {
+		return Tenant{}, err
+	}
+	defer unlock()
+	if t, err = s.Tenant(ctx, id.String()); err != nil { // under the lock: a purge may have run
 		return Tenant{}, err
 	}
 	if t.State != Offboarded {

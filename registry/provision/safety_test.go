@@ -83,3 +83,42 @@ func TestInterruptedRestoreCanBeOffboarded(t *testing.T) {
 	_, err = f.store.Offboard(ctx, x.ID, registry.OffboardOptions{Hard: true, Force: true}, f.prov)
 	require.NoError(t, err, "offboard -hard -force")
 }
+
+// TestPurgeRacesRestoreShared: an operator restores a shared tenant while
+// a purge of it is under way. One of them must win whole: the tenant
+// deleted with its rows (the restore refused), or restored with its rows.
+// (The purge used to delete the rows of the tenant just restored, and
+// report success: served, empty, recorded as restored and purged.)
+func TestPurgeRacesRestoreShared(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	p := f.create(t, registry.NewTenant{Slug: "p", Mode: registry.ModeShared, Shard: "s0"})
+	addCustomers(t, f.router(t), p.ID, 3)
+	_, err := f.store.Offboard(ctx, p.ID, registry.OffboardOptions{Retention: time.Hour, Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }}, f.prov)
+	require.NoError(t, err)
+	restored := make(chan error, 1)
+	o := ops{OffboardOps: f.prov, beforePurge: func(context.Context) {
+		go func() { // another operator, another process
+			_, err := f.store.RestoreOffboarded(ctx, p.ID, f.prov)
+			restored <- err
+		}()
+		time.Sleep(200 * time.Millisecond) // long enough for the restore to finish, were it not held off
+	}}
+	_, purgeErr := f.store.Purge(ctx, time.Now(), o)
+	restoreErr := <-restored
+	tn, err := f.store.Tenant(ctx, "p")
+	require.NoError(t, err)
+	rows := f.count(t, "s0", `SELECT count(*) FROM "`+registry.DefaultSharedSchema+`".customers WHERE tenant_id = $1`, p.ID.String())
+	t.Logf("purge: %v; restore: %v; state %s, %d rows", purgeErr, restoreErr, tn.State, rows)
+	switch tn.State {
+	case registry.Deleted:
+		require.NoError(t, purgeErr)
+		require.ErrorIs(t, restoreErr, registry.ErrNotOffboarded)
+		require.Zero(t, rows)
+	case registry.Active:
+		require.NoError(t, restoreErr)
+		require.Equal(t, 3, rows, "a restored tenant keeps its rows")
+	default:
+		t.Fatalf("state %s after a purge and a restore", tn.State)
+	}
+}
