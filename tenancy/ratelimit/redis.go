@@ -24,6 +24,9 @@ local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
+-- A debt larger than the burst was run up under a slower plan: the
+-- current plan's burst bounds it, so a raised plan applies at once.
+if tat > now + tolerance then tat = now + tolerance end
 local new_tat = tat + interval
 local allow_at = new_tat - tolerance
 if allow_at > now then
@@ -56,9 +59,12 @@ type RedisOptions struct {
 // back to an in-process limiter while Redis cannot be reached.
 //
 // Give it a client with few retries and short timeouts, e.g.
-// redis.Options{MaxRetries: -1, DialTimeout: 100 * time.Millisecond}, or a
-// down Redis costs each request the client's retries until the cool-down
-// takes over.
+// redis.Options{MaxRetries: -1, DialTimeout: 100 * time.Millisecond,
+// ContextTimeoutEnabled: true}, or a down Redis costs each request the
+// client's retries until the cool-down takes over. (Without
+// ContextTimeoutEnabled, go-redis does not stop waiting for a reply at the
+// context's deadline: each check then waits in a goroutine of its own, so
+// that Timeout still bounds the request.)
 type Redis struct {
 	client    redis.Scripter
 	prefix    string
@@ -66,6 +72,7 @@ type Redis struct {
 	cooldown  int64
 	fallback  *Local
 	log       *slog.Logger
+	deadlines bool         // the client honours context deadlines (ContextTimeoutEnabled)
 	downUntil atomic.Int64 // monotonic ns; 0 while Redis answers
 	errors    atomic.Uint64
 	fellBack  atomic.Uint64
@@ -89,10 +96,17 @@ func NewRedis(client redis.Scripter, opts RedisOptions) *Redis {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Redis{
+	r := &Redis{
 		client: client, prefix: opts.Prefix, timeout: opts.Timeout, cooldown: int64(opts.Cooldown),
 		fallback: newLocal(opts.FallbackShare, monotonic), log: opts.Logger,
 	}
+	switch c := client.(type) {
+	case *redis.Client:
+		r.deadlines = c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		r.deadlines = c.Options().ContextTimeoutEnabled
+	}
+	return r
 }
 
 // Allow takes one unit of p's tenant's shared budget, or returns an error
@@ -142,8 +156,35 @@ func (r *Redis) check(ctx context.Context, p *tenancy.Placement) (allowed bool, 
 	defer cancel()
 	interval := 1e6 / p.Limits.RatePerSec
 	tolerance := interval * float64(burstOf(&p.Limits))
-	res, err := gcra.Run(ctx, r.client, []string{r.prefix + p.Tenant.String()},
-		strconv.FormatFloat(interval, 'f', 3, 64), strconv.FormatFloat(tolerance, 'f', 3, 64)).Int64Slice()
+	run := func() ([]int64, error) {
+		return gcra.Run(ctx, r.client, []string{r.prefix + p.Tenant.String()},
+			strconv.FormatFloat(interval, 'f', 3, 64), strconv.FormatFloat(tolerance, 'f', 3, 64)).Int64Slice()
+	}
+	var res []int64
+	if r.deadlines {
+		res, err = run()
+	} else {
+		// go-redis ignores the context's deadline on a connection it
+		// already has unless ContextTimeoutEnabled: a Redis that accepts
+		// and never answers would hold the request for the client's read
+		// timeout. Wait in the request for Timeout at most; the late reply
+		// is dropped.
+		type reply struct {
+			res []int64
+			err error
+		}
+		done := make(chan reply, 1)
+		go func() {
+			res, err := run()
+			done <- reply{res, err}
+		}()
+		select {
+		case rep := <-done:
+			res, err = rep.res, rep.err
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
 	if err != nil {
 		return false, 0, err
 	}
