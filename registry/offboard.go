@@ -198,44 +198,24 @@ func (s *Store) retire(ctx context.Context, o Offboarding, ops OffboardOps) (Off
 	return o, nil
 }
 
-// lockOffboarding holds the tenant's offboarding lock until the returned
-// function runs: a purge and a restore of one tenant exclude each other
-// from their check of its state to their last write.
+// lockOffboarding holds the tenant's offboarding lock, on a registry
+// connection of its own, until the returned function runs: a purge and a
+// restore of one tenant exclude each other from their check of its state
+// to their last write.
 func (s *Store) lockOffboarding(ctx context.Context, id tenancy.ID) (func(), error) {
-	unlock, _, err := s.advisoryLock(ctx, "tenantry:offboarding:"+id.String(), false)
+	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return nil, wrap(err, "registry: tenant %s: offboarding lock", id)
 	}
-	return unlock, nil
-}
-
-// advisoryLock takes a session advisory lock on key, on a registry
-// connection of its own, and returns the function that releases it. With
-// try, it does not wait: ok is false when another session holds it.
-func (s *Store) advisoryLock(ctx context.Context, key string, try bool) (unlock func(), ok bool, err error) {
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return nil, false, err
-	}
-	fn := "pg_advisory_lock"
-	if try {
-		fn = "pg_try_advisory_lock"
-	}
-	ok = true
-	row := conn.QueryRowContext(ctx, "SELECT "+fn+"(hashtextextended($1, 0))::text", key)
-	var got string
-	if err := row.Scan(&got); err != nil {
+	const key = "SELECT %s(hashtextextended('tenantry:offboarding:' || $1, 0))"
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf(key, "pg_advisory_lock"), id.String()); err != nil {
 		conn.Close()
-		return nil, false, err
-	}
-	if try && got != "true" {
-		conn.Close()
-		return nil, false, nil
+		return nil, wrap(err, "registry: tenant %s: offboarding lock", id)
 	}
 	return func() {
-		conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+		conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf(key, "pg_advisory_unlock"), id.String())
 		conn.Close()
-	}, ok, nil
+	}, nil
 }
 
 // purge deletes an offboarded tenant's data and marks it deleted.

@@ -516,23 +516,6 @@ func (s *Store) CreateTenant(ctx context.Context, nt NewTenant, apply ApplyFunc)
 	} else if err != nil {
 		return Tenant{}, err
 	}
-	// One creation of a tenant at a time: a second call for the same slug
-	// while the first provisions it is refused, rather than both applying
-	// the schema and both reporting the tenant created.
-	unlock, ok, err := s.advisoryLock(ctx, "tenantry:create:"+t.ID.String(), true)
-	if err != nil {
-		return Tenant{}, wrap(err, "registry: tenant %q: creation lock", t.Slug)
-	}
-	if !ok {
-		return Tenant{}, fmt.Errorf("registry: tenant %q: %w: it is being created by another call (id %s); retry later to resume it if that call fails", t.Slug, ErrExists, t.ID)
-	}
-	defer unlock()
-	if t, err = s.Tenant(ctx, t.ID.String()); err != nil { // under the lock: as the last call left it
-		return Tenant{}, err
-	}
-	if t.State != Provisioning {
-		return Tenant{}, fmt.Errorf("registry: tenant %q: %w (id %s, state %s)", t.Slug, ErrExists, t.ID, t.State)
-	}
 	if apply != nil {
 		if err := apply(ctx, sh, t.Placement.Schema); err != nil {
 			return t, fmt.Errorf("registry: provision tenant %q (%s) in schema %s on shard %s (run the same create again to resume): %w",

@@ -2,7 +2,6 @@ package provision_test
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -122,41 +121,4 @@ func TestPurgeRacesRestoreShared(t *testing.T) {
 	default:
 		t.Fatalf("state %s after a purge and a restore", tn.State)
 	}
-}
-
-// TestCreateSameSlugConcurrently: two calls create the same slug at once
-// (two sign-ups racing for "acme"). One creates it; the other, arriving
-// while the first provisions, gets ErrExists (both used to succeed, with
-// the schema applied twice at once, each caller believing it owned the
-// tenant).
-func TestCreateSameSlugConcurrently(t *testing.T) {
-	f := newFixture(t)
-	ctx := t.Context()
-	secondDone := make(chan struct{})
-	var calls atomic.Int32
-	apply := func(ctx context.Context, sh registry.Shard, schema string) error {
-		if calls.Add(1) == 1 {
-			select { // the first creation is still provisioning when the second arrives
-			case <-secondDone:
-			case <-time.After(10 * time.Second):
-			}
-		}
-		return f.prov.Apply(ctx, sh, schema)
-	}
-	first := make(chan error, 1)
-	go func() {
-		_, err := f.store.CreateTenant(ctx, registry.NewTenant{Slug: "acme", Shard: "s0"}, apply)
-		first <- err
-	}()
-	for calls.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	_, err := f.store.CreateTenant(ctx, registry.NewTenant{Slug: "acme", Shard: "s0"}, apply)
-	close(secondDone)
-	require.ErrorIs(t, err, registry.ErrExists, "the second creation")
-	require.NoError(t, <-first, "the first creation")
-	require.EqualValues(t, 1, calls.Load(), "the schema is applied once")
-	tn, err := f.store.Tenant(ctx, "acme")
-	require.NoError(t, err)
-	require.Equal(t, registry.Active, tn.State)
 }
