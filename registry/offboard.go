@@ -198,42 +198,32 @@ func (s *Store) retire(ctx context.Context, o Offboarding, ops OffboardOps) (Off
 	return o, nil
 }
 
-// lockOffboarding holds the tenant's offboarding lock, on a registry
-// connection of its own, until the returned function runs: a purge and a
-// restore of one tenant exclude each other from their check of its state
-// to their last write.
-func (s *Store) lockOffboarding(ctx context.Context, id tenancy.ID) (func(), error) {
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return nil, wrap(err, "registry: tenant %s: offboarding lock", id)
-	}
-	const key = "SELECT %s(hashtextextended('tenantry:offboarding:' || $1, 0))"
-	if _, err := conn.ExecContext(ctx, fmt.Sprintf(key, "pg_advisory_lock"), id.String()); err != nil {
-		conn.Close()
-		return nil, wrap(err, "registry: tenant %s: offboarding lock", id)
-	}
-	return func() {
-		conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf(key, "pg_advisory_unlock"), id.String())
-		conn.Close()
-	}, nil
-}
-
 // purge deletes an offboarded tenant's data and marks it deleted.
 func (s *Store) purge(ctx context.Context, o Offboarding, now time.Time, force bool, ops OffboardOps) (Offboarding, error) {
 	if now.Before(o.RetainUntil) && !force {
 		return o, fmt.Errorf("registry: purge tenant %s (%s): %w (retained until %s)", o.Slug, o.Tenant, ErrRetention, o.RetainUntil.UTC().Format(time.RFC3339))
 	}
-	unlock, err := s.lockOffboarding(ctx, o.Tenant)
+	// The tenant is marked deleted first, if it is still offboarded by
+	// this offboarding (a restore may have come since the listing): from
+	// then on a restore refuses it, and only then is its data deleted.
+	// A purge that fails after this is finished by running it again.
+	err := s.inTx(ctx, func(tx *ent.Tx) error {
+		open, err := tx.Offboarding.Query().Where(entoffboarding.ID(o.ID), entoffboarding.PurgedAtIsNil(), entoffboarding.RestoredAtIsNil()).Exist(ctx)
+		if err != nil {
+			return err
+		}
+		n, err := tx.Tenant.Update().Where(enttenant.ID(o.Tenant), enttenant.StateIn(enttenant.StateOffboarded, enttenant.StateDeleted)).
+			SetState(enttenant.StateDeleted).Save(ctx)
+		if err != nil {
+			return err
+		}
+		if !open || n == 0 {
+			return fmt.Errorf("%w: it was restored or purged meanwhile; nothing was deleted", ErrTransition)
+		}
+		return bumpTenant(ctx, tx, o.Tenant)
+	})
 	if err != nil {
-		return o, err
-	}
-	defer unlock()
-	// Under the lock: still offboarded, and by the same offboarding (a
-	// restore may have come between the listing and now).
-	if t, err := s.Tenant(ctx, o.Tenant.String()); err != nil {
-		return o, err
-	} else if cur, err := s.openOffboarding(ctx, o.Tenant); t.State != Offboarded || err != nil || cur.ID != o.ID {
-		return o, fmt.Errorf("registry: purge tenant %s (%s): %w: it was restored or purged meanwhile (state %s); nothing was deleted", o.Slug, o.Tenant, ErrTransition, t.State)
+		return o, wrap(err, "registry: purge tenant %s (%s)", o.Slug, o.Tenant)
 	}
 	sh, err := s.Shard(ctx, o.Shard)
 	if err != nil {
@@ -244,17 +234,7 @@ func (s *Store) purge(ctx context.Context, o Offboarding, now time.Time, force b
 	}
 	forced := now.Before(o.RetainUntil)
 	at := time.Now()
-	err = s.inTx(ctx, func(tx *ent.Tx) error {
-		if err := tx.Tenant.Update().Where(enttenant.ID(o.Tenant), enttenant.StateEQ(enttenant.StateOffboarded)).
-			SetState(enttenant.StateDeleted).Exec(ctx); err != nil {
-			return err
-		}
-		if err := tx.Offboarding.UpdateOneID(o.ID).SetPurgedAt(at).SetForced(forced).Exec(ctx); err != nil {
-			return err
-		}
-		return bumpTenant(ctx, tx, o.Tenant)
-	})
-	if err != nil {
+	if err := s.client.Offboarding.UpdateOneID(o.ID).SetPurgedAt(at).SetForced(forced).Exec(ctx); err != nil {
 		return o, wrap(err, "registry: purge tenant %s: record it", o.Tenant)
 	}
 	o.PurgedAt, o.Forced = at, forced
@@ -271,14 +251,6 @@ func (s *Store) RestoreOffboarded(ctx context.Context, id tenancy.ID, ops Offboa
 	}
 	t, err := s.Tenant(ctx, id.String())
 	if err != nil {
-		return Tenant{}, err
-	}
-	unlock, err := s.lockOffboarding(ctx, id)
-	if err != nil {
-		return Tenant{}, err
-	}
-	defer unlock()
-	if t, err = s.Tenant(ctx, id.String()); err != nil { // under the lock: a purge may have run
 		return Tenant{}, err
 	}
 	if t.State != Offboarded {
@@ -299,9 +271,13 @@ func (s *Store) RestoreOffboarded(ctx context.Context, id tenancy.ID, ops Offboa
 		}
 	}
 	err = s.inTx(ctx, func(tx *ent.Tx) error {
-		if err := tx.Tenant.Update().Where(enttenant.ID(id), enttenant.StateEQ(enttenant.StateOffboarded)).
-			SetState(enttenant.StateActive).Exec(ctx); err != nil {
+		n, err := tx.Tenant.Update().Where(enttenant.ID(id), enttenant.StateEQ(enttenant.StateOffboarded)).
+			SetState(enttenant.StateActive).Save(ctx)
+		if err != nil {
 			return err
+		}
+		if n == 0 { // a purge claimed it since the check above
+			return fmt.Errorf("%w: it was purged meanwhile", ErrNotOffboarded)
 		}
 		if err := tx.Offboarding.UpdateOneID(o.ID).SetRestoredAt(time.Now()).Exec(ctx); err != nil {
 			return err

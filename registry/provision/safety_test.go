@@ -102,7 +102,7 @@ func TestPurgeRacesRestoreShared(t *testing.T) {
 			_, err := f.store.RestoreOffboarded(ctx, p.ID, f.prov)
 			restored <- err
 		}()
-		time.Sleep(200 * time.Millisecond) // long enough for the restore to finish, were it not held off
+		time.Sleep(200 * time.Millisecond) // long enough for the restore to finish
 	}}
 	_, purgeErr := f.store.Purge(ctx, time.Now(), o)
 	restoreErr := <-restored
