@@ -105,6 +105,11 @@ func New(cfg Config) *Gate {
 // the plan's MaxConns or QueueTimeout.
 var ErrTenantBusy = errors.New("tenancy/admission: tenant busy")
 
+// ErrWaitCancelled is wrapped, with the context's error, by the error of
+// Enter when the caller's context ended while its statement waited for a
+// slot: the statement never ran.
+var ErrWaitCancelled = errors.New("tenancy/admission: cancelled while waiting for a connection slot")
+
 // BusyError says why a tenant was not admitted. errors.Is(err,
 // ErrTenantBusy) holds for it.
 type BusyError struct {
@@ -356,11 +361,11 @@ func (g *Gate) Enter(ctx context.Context, p *tenancy.Placement) error {
 	case w.admitted: // admitted as the context ended: give the slot back
 		sh.release(t, nanotime())
 		sh.dispatch(g.quantum, nanotime())
-		err = fmt.Errorf("tenancy/admission: waiting for shard %q: %w", sh.name, cause)
+		err = fmt.Errorf("%w on shard %q: %w", ErrWaitCancelled, sh.name, cause)
 	default:
 		sh.dequeue(w)
 		if cause != nil {
-			err = fmt.Errorf("tenancy/admission: waiting for shard %q: %w", sh.name, cause)
+			err = fmt.Errorf("%w on shard %q: %w", ErrWaitCancelled, sh.name, cause)
 		} else {
 			err = g.busy(sh, t, p, "queue timeout", waited)
 		}

@@ -268,7 +268,7 @@ func (r *Recorder) statement(ctx context.Context, res tenancy.Resolver, start in
 	if !ok {
 		return
 	}
-	if errors.Is(err, ratelimit.ErrThrottled) || errors.Is(err, admission.ErrTenantBusy) {
+	if errors.Is(err, ratelimit.ErrThrottled) || errors.Is(err, admission.ErrTenantBusy) || errors.Is(err, admission.ErrWaitCancelled) {
 		return // counted by the gate
 	}
 	d := float64(monotonic()-start) / 1e9
