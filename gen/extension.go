@@ -104,6 +104,13 @@ func checkType(t *entgen.Type) []string {
 			problems = append(problems, fmt.Sprintf("schema %q: field %q is Unique() across all tenants: tenants would collide on its values and an upsert on it could reach another tenant's row; drop .Unique() and add index.Fields(%q, %q).Unique() to Indexes()", t.Name, f.Name, tenancy.FieldTenantID, f.Name))
 		}
 	}
+	for _, e := range t.Edges {
+		// Ent puts a unique index on the foreign key of a one-to-one
+		// edge, across all tenants.
+		if e.O2O() && e.OwnFK() {
+			problems = append(problems, fmt.Sprintf("schema %q: one-to-one edge %q gets a unique index on its foreign key (%s) across all tenants: make it one-to-many (drop .Unique() on the side that holds the key) and add index.Fields(%q).Edges(%q).Unique() to Indexes()", t.Name, e.Name, e.Rel.Column(), tenancy.FieldTenantID, e.Name))
+		}
+	}
 	for _, idx := range t.Indexes {
 		if idx.Unique && !slices.Contains(idx.Columns, tenancy.FieldTenantID) {
 			problems = append(problems, fmt.Sprintf("schema %q: unique index on (%s) does not include %s: make it index.Fields(%q, ...).Unique() so uniqueness holds per tenant", t.Name, strings.Join(idx.Columns, ", "), tenancy.FieldTenantID, tenancy.FieldTenantID))

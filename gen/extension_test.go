@@ -32,6 +32,7 @@ func TestUnsafeSchemasFailGeneration(t *testing.T) {
 		`schema "Secret" is annotated tenant-scoped but has no tenant_id field`,
 		`schema "Secret" is tenant-scoped without the mixin's hook and interceptor`,
 		`schema "Note": field tenant_id must be tenancy.Mixin's (an immutable, required UUID)`,
+		`schema "Profile": one-to-one edge "account" gets a unique index on its foreign key`,
 	} {
 		require.Contains(t, err.Error(), want)
 	}

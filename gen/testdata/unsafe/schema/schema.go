@@ -79,3 +79,18 @@ type Note struct{ ent.Schema }
 
 func (Note) Mixin() []ent.Mixin  { return []ent.Mixin{MovableTenant{}} }
 func (Note) Fields() []ent.Field { return []ent.Field{field.String("text")} }
+
+// Account and Profile are tenant-scoped, joined one-to-one: Ent puts a
+// unique index on profiles' foreign key, across all tenants.
+type Account struct{ ent.Schema }
+
+func (Account) Mixin() []ent.Mixin { return []ent.Mixin{tenancy.Mixin{}} }
+func (Account) Edges() []ent.Edge  { return []ent.Edge{edge.To("profile", Profile.Type).Unique()} }
+
+// Profile holds the key of the one-to-one edge.
+type Profile struct{ ent.Schema }
+
+func (Profile) Mixin() []ent.Mixin { return []ent.Mixin{tenancy.Mixin{}} }
+func (Profile) Edges() []ent.Edge {
+	return []ent.Edge{edge.From("account", Account.Type).Ref("profile").Unique()}
+}
