@@ -72,12 +72,7 @@ func TestPublicGrantReconciled(t *testing.T) {
 // the v2 run: the drifted schema's state after the v2 plan is not taken
 // for a state of v2, which would hide the drift for good.
 func TestDriftSurvivesUpgrade(t *testing.T) {
-	e := newFleetEnv(t, pgtest.Shards(t, 1))
-	e.shards = e.shards[:1]
-	var targets migrate.TargetList
-	for _, s := range tenantSchemas(0, 3) {
-		targets = append(targets, migrate.Target{Shard: "shard0", Schema: s})
-	}
+	e, targets := oneShardFleet(t, 3)
 	v1, v2 := newDesired(t, appmigrate.Tables), newDesired(t, v2Tables())
 	e.provision(t, v1, targets)
 	bad := tenantSchemas(0, 3)[1]
@@ -107,12 +102,7 @@ func TestDriftSurvivesUpgrade(t *testing.T) {
 // left alone: verify used to "repair" the missing schema, creating a fresh,
 // empty one for the offboarded tenant.
 func TestRetiredDuringRunNotRecreated(t *testing.T) {
-	e := newFleetEnv(t, pgtest.Shards(t, 1))
-	e.shards = e.shards[:1]
-	var targets migrate.TargetList
-	for _, s := range tenantSchemas(0, 3) {
-		targets = append(targets, migrate.Target{Shard: "shard0", Schema: s})
-	}
+	e, targets := oneShardFleet(t, 3)
 	v1, v2 := newDesired(t, appmigrate.Tables), newDesired(t, v2Tables())
 	e.provision(t, v1, targets)
 	gone := tenantSchemas(0, 3)[1]
@@ -142,12 +132,7 @@ func TestRetiredDuringRunNotRecreated(t *testing.T) {
 // versions only, v1 -> v1: it ran CREATE POLICY again, failed with 42710
 // and, with the default budget, halted).
 func TestConcurrentRepairSameVersion(t *testing.T) {
-	e := newFleetEnv(t, pgtest.Shards(t, 1))
-	e.shards = e.shards[:1]
-	var targets migrate.TargetList
-	for _, s := range tenantSchemas(0, 3) {
-		targets = append(targets, migrate.Target{Shard: "shard0", Schema: s})
-	}
+	e, targets := oneShardFleet(t, 3)
 	v1 := newDesired(t, appmigrate.Tables)
 	e.provision(t, v1, targets)
 	bad := tenantSchemas(0, 3)[0]
@@ -171,12 +156,7 @@ func TestConcurrentRepairSameVersion(t *testing.T) {
 // resumes with the index (it used to run the committed ALTER TABLE again,
 // which failed for good: "already exists").
 func TestConcurrentIndexRetryResumes(t *testing.T) {
-	e := newFleetEnv(t, pgtest.Shards(t, 1))
-	e.shards = e.shards[:1]
-	var targets migrate.TargetList
-	for _, s := range tenantSchemas(0, 2) {
-		targets = append(targets, migrate.Target{Shard: "shard0", Schema: s})
-	}
+	e, targets := oneShardFleet(t, 2)
 	v1, v2 := newDesired(t, appmigrate.Tables), newDesired(t, colorAndNameIndex())
 	e.provision(t, v1, targets)
 	busy := tenantSchemas(0, 2)[0]
@@ -227,17 +207,11 @@ func colorAndNameIndex() []*entschema.Table {
 // migrate (all six failed with "no plan" when the first three tried
 // failed).
 func TestGroupPlanFailureStaysWithItsMembers(t *testing.T) {
-	e := newFleetEnv(t, pgtest.Shards(t, 1))
-	e.shards = e.shards[:1]
-	var targets migrate.TargetList
-	s := tenantSchemas(0, 6)
-	for _, n := range s {
-		targets = append(targets, migrate.Target{Shard: "shard0", Schema: n})
-	}
+	e, targets := oneShardFleet(t, 6)
 	v1, v3 := newDesired(t, appmigrate.Tables), newDesired(t, withUniqueName())
 	e.provision(t, v1, targets)
-	for _, bad := range s[:3] {
-		e.addCustomers(t, 0, bad, "ann", "ann")
+	for _, bad := range targets[:3] {
+		e.addCustomers(t, 0, bad.Schema, "ann", "ann")
 	}
 	rep := run(t, e.fleet(v3, targets), migrate.RunOptions{FailureBudget: -1})
 	var out strings.Builder
@@ -245,4 +219,16 @@ func TestGroupPlanFailureStaysWithItsMembers(t *testing.T) {
 	t.Log("\n" + out.String())
 	assert.Equal(t, 3, rep.Total.Applied, "the three healthy tenants should migrate")
 	assert.Equal(t, 3, rep.Total.Failed, "only the three with duplicate names should fail")
+}
+
+// oneShardFleet is a fleet of one shard whose first n tenant schemas are
+// the targets.
+func oneShardFleet(t *testing.T, n int) (*fleetEnv, migrate.TargetList) {
+	e := newFleetEnv(t, pgtest.Shards(t, 1))
+	e.shards = e.shards[:1]
+	var targets migrate.TargetList
+	for _, s := range tenantSchemas(0, n) {
+		targets = append(targets, migrate.Target{Shard: "shard0", Schema: s})
+	}
+	return e, targets
 }
