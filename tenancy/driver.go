@@ -685,6 +685,7 @@ func (r *rows) close() {
 	}
 	r.err = r.lease.p.failed(r.lease.pool, r.pc, r.query, r.err)
 	if r.lease.conn != nil {
+		r.lease.retire = r.lease.retire || changesSession(r.Rows.CommandTag())
 		r.lease.release()
 	}
 }

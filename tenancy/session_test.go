@@ -2,6 +2,7 @@ package tenancy_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -36,9 +37,16 @@ func TestUnscopedSessionChanges(t *testing.T) {
 		"SET statement_timeout = 0",
 		"SET TIME ZONE 'Pacific/Apia'",
 		"SELECT set_config('statement_timeout', '0', false)",
+		"query: SET TIME ZONE 'Pacific/Apia'", // through QueryContext
 	} {
-		_, err := client.ExecContext(uctx, change)
-		require.NoError(t, err, change)
+		if q, ok := strings.CutPrefix(change, "query: "); ok {
+			rows, err := client.QueryContext(uctx, q)
+			require.NoError(t, err, change)
+			require.NoError(t, rows.Close(), change)
+		} else {
+			_, err := client.ExecContext(uctx, change)
+			require.NoError(t, err, change)
+		}
 		require.Equal(t, timeout, show("statement_timeout"), "after %q", change)
 		if change != "SELECT set_config('statement_timeout', '0', false)" {
 			require.Equal(t, zone, show("TimeZone"), "after %q", change)
