@@ -615,18 +615,14 @@ func (r *run) fail(ctx, runCtx context.Context, p Phase, err error) error {
 	if !p.before(PhaseFlip) && (p != PhaseFlip || r.flipped(bg)) {
 		// Served by the target: hand the job over for a resume.
 		r.log.Error("move: failed after the flip; resume it", "phase", p, "error", err.Error())
-		r.m.cfg.Store.UpdateJob(bg, r.job.ID, r.m.cfg.Owner, registry.JobUpdate{Params: r.st.params()})
-		r.release(bg)
-		r.m.cfg.Metrics.finished("failed")
+		r.handOver(bg)
 		return perr
 	}
 	perr.RolledBack = true
 	perr.Cleanup = r.rollback(bg)
 	if errors.Is(perr.Cleanup, errStillFenced) {
-		r.m.cfg.Store.UpdateJob(bg, r.job.ID, r.m.cfg.Owner, registry.JobUpdate{Params: r.st.params()})
-		r.release(bg)
-		r.m.cfg.Metrics.finished("failed")
 		r.log.Error("move: failed and could not unfence the source; abort it when the source answers", "phase", p, "error", err.Error(), "cleanup_error", perr.Cleanup.Error())
+		r.handOver(bg)
 		return perr
 	}
 	final := registry.JobFailed
@@ -644,6 +640,15 @@ func (r *run) fail(ctx, runCtx context.Context, p Phase, err error) error {
 	r.log.Warn("move: rolled back", "phase", p, "error", err.Error(), "cleanup_error", errText(perr.Cleanup))
 	r.progress("%s: rolled back in phase %s: %v\n", r.tenant.Slug, p, err)
 	return perr
+}
+
+// handOver leaves the failed job running, its state saved and without an
+// owner, for a resume (after the flip) or an abort (a rollback that could
+// not unfence) to take at once.
+func (r *run) handOver(ctx context.Context) {
+	r.m.cfg.Store.UpdateJob(ctx, r.job.ID, r.m.cfg.Owner, registry.JobUpdate{Params: r.st.params()})
+	r.release(ctx)
+	r.m.cfg.Metrics.finished("failed")
 }
 
 // release gives the job up (no owner), so that a resume may take it at once.

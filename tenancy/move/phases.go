@@ -135,8 +135,8 @@ func (r *run) leftoverTarget(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	for _, t := range placed {
-		if t.Placement.Shard == r.st.To.Shard && (t.Placement.Schema == r.st.To.Schema || t.Placement.Schema == r.dstSchema()) {
+	for _, t := range placed { // of the target shard
+		if t.Placement.Schema == r.st.To.Schema || t.Placement.Schema == r.dstSchema() {
 			return false, nil // live
 		}
 	}
@@ -544,8 +544,18 @@ func (r *run) flip(ctx context.Context) error {
 
 // flipped reports whether the registry points at the target.
 func (r *run) flipped(ctx context.Context) bool {
+	on, err := r.onTarget(ctx)
+	return err == nil && on
+}
+
+// onTarget reports whether the registry places the tenant at the move's
+// target.
+func (r *run) onTarget(ctx context.Context) (bool, error) {
 	t, err := r.m.cfg.Store.Tenant(ctx, r.tenant.ID.String())
-	return err == nil && t.Placement.Shard == r.st.To.Shard && t.Placement.Schema == r.st.To.Schema
+	if err != nil {
+		return false, err
+	}
+	return t.Placement.Shard == r.st.To.Shard && t.Placement.Schema == r.st.To.Schema, nil
 }
 
 // verify compares every table's count and hash on the (fenced, static)
@@ -724,10 +734,10 @@ func (r *run) rollback(ctx context.Context) error {
 		// Checked again: a mover that took the job over (its heartbeat had
 		// looked stale) may have flipped since the check above. Once the
 		// state is no longer moving, no flip can follow (Cutover needs it).
-		switch now, err := r.m.cfg.Store.Tenant(ctx, r.tenant.ID.String()); {
+		switch on, err := r.onTarget(ctx); {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("target schema kept (the registry did not say where the tenant is): %w", err))
-		case now.Placement.Shard == r.st.To.Shard && now.Placement.Schema == r.st.To.Schema:
+		case on:
 			errs = append(errs, fmt.Errorf("rollback stopped before dropping the target: %w", ErrTooLateToAbort))
 		default:
 			errs = append(errs, r.dropTargetSchemas(ctx))
