@@ -13,6 +13,13 @@
 //     schema that carries tenancy.Mixin (Ent writes join-table rows with no
 //     tenant filter).
 //
+// The generator sees where a schema's hooks and interceptors come from, not
+// what they are, so the generated NewClient also checks, with
+// tenancy.CheckEnforced, that every tenant-scoped schema runs the mixin's
+// own filter and hook, and panics before any query runs if one does not (a
+// mixin built on tenancy.Mixin that overrides them, or a runtime package
+// that is not imported).
+//
 // Use it from an entc program:
 //
 //	err := entc.Generate("./schema", &gen.Config{}, entc.Extensions(tenantrygen.Extension{}))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"text/template"
 
 	"entgo.io/ent/entc"
 	entgen "entgo.io/ent/entc/gen"
@@ -27,10 +28,14 @@ type Extension struct {
 
 var _ entc.Extension = Extension{}
 
-// Templates adds WhereP to every query builder.
+// Templates adds WhereP to every query builder, raw SQL through the scoped
+// driver, and a check in NewClient that the tenant-scoped schemas' hooks
+// and interceptors are tenancy.Mixin's (tenancy.CheckEnforced).
 func (Extension) Templates() []*entgen.Template {
 	return []*entgen.Template{
-		entgen.MustParse(entgen.NewTemplate("tenantry").ParseFS(templates, "template/*.tmpl")),
+		entgen.MustParse(entgen.NewTemplate("tenantry").
+			Funcs(template.FuncMap{"tenantScoped": func(t *entgen.Type) bool { return scopeOf(t) == tenancy.ScopeTenant }}).
+			ParseFS(templates, "template/*.tmpl")),
 	}
 }
 

@@ -62,8 +62,16 @@ func (Mixin) Annotations() []schema.Annotation {
 // Interceptors adds the tenant filter to every query. It is a traverser, so it
 // also runs for the steps of graph traversals and for eager loading.
 func (Mixin) Interceptors() []ent.Interceptor {
-	return []ent.Interceptor{ent.TraverseFunc(scopeQuery)}
+	return []ent.Interceptor{filter{}}
 }
+
+// filter is the mixin's interceptor: a traverser that adds the tenant
+// filter. It is a type of its own so that CheckEnforced can find it.
+type filter struct{}
+
+func (filter) Intercept(next ent.Querier) ent.Querier { return next }
+
+func (filter) Traverse(ctx context.Context, q ent.Query) error { return scopeQuery(ctx, q) }
 
 // Hooks stamps and scopes mutations.
 func (Mixin) Hooks() []ent.Hook {
