@@ -14,7 +14,9 @@
 //  2. wrapper: any use of a function that reaches a hatch, directly or
 //     through other functions, in any package. Every function and
 //     package-level variable whose body or initializer refers to a hatch or
-//     to another such object carries a fact, exported across packages, so a
+//     to another such object (a variable also through what any function,
+//     init included, assigns to it or to a field or element of it) carries a
+//     fact, exported across packages, so a
 //     handler calling admin.CountAll is reported even though the hatch is
 //     two packages away. Generic functions and methods of generic types are
 //     tracked through their origin. Within one package only the innermost

@@ -3,6 +3,7 @@ package lint
 import (
 	"fmt"
 	"go/ast"
+	"go/token"
 	"go/types"
 	"strings"
 )
@@ -93,6 +94,40 @@ func (c *checker) findWrappers() {
 		})
 		return refs
 	}
+	// assigned holds the package-level variables that function bodies
+	// (init, say) assign: such a variable reaches what the assigned value
+	// refers to, as if it were its initializer.
+	assigned := map[types.Object]*node{}
+	assignments := func(body *ast.BlockStmt, quiet bool) {
+		ast.Inspect(body, func(n ast.Node) bool {
+			as, ok := n.(*ast.AssignStmt)
+			if !ok || as.Tok != token.ASSIGN {
+				return true
+			}
+			for i, lhs := range as.Lhs {
+				v := c.packageVar(lhs)
+				if v == nil {
+					continue
+				}
+				nd := assigned[v]
+				if nd == nil {
+					nd = &node{obj: v}
+					assigned[v] = nd
+				}
+				if len(as.Rhs) == len(as.Lhs) {
+					nd.refs = append(nd.refs, refsOf(as.Rhs[i])...)
+				} else {
+					for _, e := range as.Rhs {
+						nd.refs = append(nd.refs, refsOf(e)...)
+					}
+				}
+				if quiet {
+					c.quietDecl[v] = true
+				}
+			}
+			return true
+		})
+	}
 	for _, f := range c.pass.Files {
 		if !c.cfg.tests && c.isTest(f) {
 			continue // out of sight unless -tests
@@ -100,11 +135,17 @@ func (c *checker) findWrappers() {
 		for _, d := range f.Decls {
 			switch d := d.(type) {
 			case *ast.FuncDecl:
-				if fn, ok := info.Defs[d.Name].(*types.Func); ok && d.Body != nil {
-					nodes = append(nodes, &node{obj: fn, refs: refsOf(d.Body)})
-					if !c.reportsIn(f) {
-						c.quietDecl[fn] = true
-					}
+				fn, ok := info.Defs[d.Name].(*types.Func)
+				if !ok || d.Body == nil {
+					continue
+				}
+				assignments(d.Body, !c.reportsIn(f))
+				if d.Recv == nil && d.Name.Name == "init" {
+					continue // nothing can refer to it
+				}
+				nodes = append(nodes, &node{obj: fn, refs: refsOf(d.Body)})
+				if !c.reportsIn(f) {
+					c.quietDecl[fn] = true
 				}
 			case *ast.GenDecl:
 				for _, s := range d.Specs {
@@ -135,6 +176,16 @@ func (c *checker) findWrappers() {
 		}
 	}
 
+	for _, n := range nodes {
+		if a := assigned[n.obj]; a != nil {
+			n.refs = append(n.refs, a.refs...)
+			delete(assigned, n.obj)
+		}
+	}
+	for _, a := range assigned {
+		nodes = append(nodes, a)
+	}
+
 	c.wrappers = map[types.Object]*wrapperFact{}
 	for changed := true; changed; {
 		changed = false
@@ -160,6 +211,32 @@ func (c *checker) findWrappers() {
 	for _, n := range nodes {
 		if f := c.wrappers[n.obj]; f != nil {
 			c.pass.ExportObjectFact(n.obj, f)
+		}
+	}
+}
+
+// packageVar returns the package-level variable of this package that an
+// assignment to e writes: e itself, or the root of a field, index or
+// dereference (V.F, V[i], *V). Nil for anything else.
+func (c *checker) packageVar(e ast.Expr) *types.Var {
+	for {
+		switch x := e.(type) {
+		case *ast.ParenExpr:
+			e = x.X
+		case *ast.SelectorExpr:
+			e = x.X
+		case *ast.IndexExpr:
+			e = x.X
+		case *ast.StarExpr:
+			e = x.X
+		case *ast.Ident:
+			v, ok := c.pass.TypesInfo.Uses[x].(*types.Var)
+			if !ok || v.Pkg() != c.pass.Pkg || v.IsField() || v.Parent() != v.Pkg().Scope() {
+				return nil
+			}
+			return v
+		default:
+			return nil
 		}
 	}
 }

@@ -45,6 +45,8 @@ func wrappers(ctx context.Context, c *ent.Client) { // want wrappers:"reaches te
 	_ = admin.Report(ctx, c)                                 // want `admin.Report reaches the escape hatch tenancy.Unscoped \(admin.Report → admin.CountAll → tenancy.Unscoped\)`
 	_ = deeper.Support(ctx)                                  // want `deeper.Support reaches .* \(deeper.Support → wrap.Twice → wrap.Admin → tenancy.Unscoped\)`
 	_ = admin.Ctx(ctx)                                       // want `admin.Ctx reaches the escape hatch`
+	_ = admin.Late(ctx)                                      // want `admin.Late reaches the escape hatch tenancy.Unscoped \(admin.Late → tenancy.Unscoped\)`
+	_ = admin.Registry.Wide(ctx, "api")                      // want `admin.Registry reaches the escape hatch`
 	admin.Each(ctx, []int{1}, func(context.Context, int) {}) // want `admin.Each reaches the escape hatch`
 	admin.Each[string](ctx, nil, nil)                        // want `admin.Each reaches`
 	var jobs admin.Jobs[int]

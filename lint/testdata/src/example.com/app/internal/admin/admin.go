@@ -64,3 +64,17 @@ func maintenance(db *sql.DB, c *ent.Client) { // want maintenance:"reaches tenan
 	_, _ = c.Order.Query().All(context.Background())
 	_ = tenancy.Unscoped
 }
+
+// Late is a package-level variable that init sets to a function reaching
+// the hatch: it reaches the hatch as if that were its initializer.
+var Late func(context.Context) context.Context // want Late:"reaches tenancy.Unscoped via admin.Late → tenancy.Unscoped"
+
+// Registry holds the hatch in a field, set by init.
+var Registry struct { // want Registry:"reaches tenancy.Unscoped via admin.Registry → tenancy.Unscoped"
+	Wide func(context.Context, string) context.Context
+}
+
+func init() {
+	Late = func(ctx context.Context) context.Context { return tenancy.Unscoped(ctx, "admin: set by init") }
+	Registry.Wide = tenancy.Unscoped
+}
