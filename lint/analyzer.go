@@ -109,6 +109,9 @@ type checker struct {
 	// quietDecl are the package's objects declared in files whose
 	// findings are not reported (generated code, tests unless -tests).
 	quietDecl map[types.Object]bool
+	// linked are the package's functions declared without a body whose
+	// //go:linkname target is a hatch.
+	linked map[types.Object]*hatch
 	// assigns are the assignments to local variables (see context.go).
 	assigns map[*types.Var][]assignment
 

@@ -198,6 +198,24 @@ func (c *compiled) hatchOf(fn *types.Func, ents *entPackages) *hatch {
 	return nil
 }
 
+// linkedHatch returns the hatch that a //go:linkname target names, if any:
+// "import/path.Func", "import/path.(*Type).Method" or
+// "import/path.Type.Method", as the linker spells them.
+func (c *compiled) linkedHatch(target string) *hatch {
+	for i := range c.hatches {
+		h := &c.hatches[i]
+		if h.pkg == EntGenerated || !strings.HasPrefix(target, h.pkg+".") {
+			continue
+		}
+		sym := target[len(h.pkg)+1:]
+		if h.recv == "" && sym == h.name ||
+			h.recv != "" && (sym == "(*"+h.recv+")."+h.name || sym == h.recv+"."+h.name) {
+			return h
+		}
+	}
+	return nil
+}
+
 // declaresHatch reports whether pkg declares one of the hatch functions (by
 // explicit path): such a package implements scoping and is exempt.
 func (c *compiled) declaresHatch(path string) bool {

@@ -11,6 +11,9 @@
 //
 //  1. hatch: any use of an escape-hatch function (by default
 //     tenancy.Unscoped): a call, a function value, a method value.
+//     A function declared without a body whose //go:linkname target is a
+//     hatch is the hatch under another name: reported at its declaration,
+//     and a wrapper for its callers.
 //  2. wrapper: any use of a function that reaches a hatch, directly or
 //     through other functions, in any package. Every function and
 //     package-level variable whose body or initializer refers to a hatch or

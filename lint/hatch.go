@@ -82,6 +82,7 @@ func (c *checker) findWrappers() {
 	info := c.pass.TypesInfo
 	var nodes []*node
 	c.quietDecl = map[types.Object]bool{}
+	c.linked = map[types.Object]*hatch{}
 	refsOf := func(n ast.Node) []types.Object {
 		var refs []types.Object
 		ast.Inspect(n, func(n ast.Node) bool {
@@ -136,7 +137,16 @@ func (c *checker) findWrappers() {
 			switch d := d.(type) {
 			case *ast.FuncDecl:
 				fn, ok := info.Defs[d.Name].(*types.Func)
-				if !ok || d.Body == nil {
+				if !ok {
+					continue
+				}
+				if d.Body == nil {
+					// A declaration without a body may be the hatch
+					// itself under another name.
+					if h := c.cfg.linkedHatch(linkname(f, d.Name.Name)); h != nil {
+						c.linked[fn] = h
+						nodes = append(nodes, &node{obj: fn})
+					}
 					continue
 				}
 				assignments(d.Body, !c.reportsIn(f))
@@ -187,6 +197,9 @@ func (c *checker) findWrappers() {
 	}
 
 	c.wrappers = map[types.Object]*wrapperFact{}
+	for fn, h := range c.linked {
+		c.wrappers[fn] = &wrapperFact{Hatch: h.String(), Chain: []string{objName(fn), h.String()}}
+	}
 	for changed := true; changed; {
 		changed = false
 		for _, n := range nodes {
@@ -213,6 +226,20 @@ func (c *checker) findWrappers() {
 			c.pass.ExportObjectFact(n.obj, f)
 		}
 	}
+}
+
+// linkname returns the target of f's //go:linkname directive for the
+// function named local, or "".
+func linkname(f *ast.File, local string) string {
+	for _, g := range f.Comments {
+		for _, cm := range g.List {
+			fields := strings.Fields(cm.Text)
+			if len(fields) == 3 && fields[0] == "//go:linkname" && fields[1] == local {
+				return fields[2]
+			}
+		}
+	}
+	return ""
 }
 
 // packageVar returns the package-level variable of this package that an
@@ -251,6 +278,12 @@ func (c *checker) checkHatchUses(f *ast.File) {
 		switch n := n.(type) {
 		case *ast.FuncDecl:
 			if n.Body == nil {
+				if h := c.linked[c.pass.TypesInfo.Defs[n.Name]]; h != nil {
+					c.report(n.Name.Pos(), "hatch", fmt.Sprintf(
+						"%s is the escape hatch %s under another name (go:linkname), declared in package %s, which is not allowed to bypass tenant scoping: "+
+							"scope the context with tenancy.WithTenant(ctx, id), or move this code to an allowed package (-tenantlint.allow)",
+						n.Name.Name, h, c.pass.Pkg.Path()))
+				}
 				return false
 			}
 			self = append(self, c.pass.TypesInfo.Defs[n.Name])
