@@ -4904,6 +4904,8 @@ type TenantMutation struct {
 	id                  *tenancy.ID
 	slug                *string
 	state               *tenant.State
+	provisioner         *string
+	provisioner_seen    *time.Time
 	created_at          *time.Time
 	updated_at          *time.Time
 	clearedFields       map[string]struct{}
@@ -5129,6 +5131,91 @@ func (m *TenantMutation) OldPlanID(ctx context.Context) (v int, err error) {
 // ResetPlanID resets all changes to the "plan_id" field.
 func (m *TenantMutation) ResetPlanID() {
 	m.plan = nil
+}
+
+// SetProvisioner sets the "provisioner" field.
+func (m *TenantMutation) SetProvisioner(s string) {
+	m.provisioner = &s
+}
+
+// Provisioner returns the value of the "provisioner" field in the mutation.
+func (m *TenantMutation) Provisioner() (r string, exists bool) {
+	v := m.provisioner
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldProvisioner returns the old "provisioner" field's value of the Tenant entity.
+// If the Tenant object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TenantMutation) OldProvisioner(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldProvisioner is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldProvisioner requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldProvisioner: %w", err)
+	}
+	return oldValue.Provisioner, nil
+}
+
+// ResetProvisioner resets all changes to the "provisioner" field.
+func (m *TenantMutation) ResetProvisioner() {
+	m.provisioner = nil
+}
+
+// SetProvisionerSeen sets the "provisioner_seen" field.
+func (m *TenantMutation) SetProvisionerSeen(t time.Time) {
+	m.provisioner_seen = &t
+}
+
+// ProvisionerSeen returns the value of the "provisioner_seen" field in the mutation.
+func (m *TenantMutation) ProvisionerSeen() (r time.Time, exists bool) {
+	v := m.provisioner_seen
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldProvisionerSeen returns the old "provisioner_seen" field's value of the Tenant entity.
+// If the Tenant object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TenantMutation) OldProvisionerSeen(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldProvisionerSeen is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldProvisionerSeen requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldProvisionerSeen: %w", err)
+	}
+	return oldValue.ProvisionerSeen, nil
+}
+
+// ClearProvisionerSeen clears the value of the "provisioner_seen" field.
+func (m *TenantMutation) ClearProvisionerSeen() {
+	m.provisioner_seen = nil
+	m.clearedFields[tenant.FieldProvisionerSeen] = struct{}{}
+}
+
+// ProvisionerSeenCleared returns if the "provisioner_seen" field was cleared in this mutation.
+func (m *TenantMutation) ProvisionerSeenCleared() bool {
+	_, ok := m.clearedFields[tenant.FieldProvisionerSeen]
+	return ok
+}
+
+// ResetProvisionerSeen resets all changes to the "provisioner_seen" field.
+func (m *TenantMutation) ResetProvisionerSeen() {
+	m.provisioner_seen = nil
+	delete(m.clearedFields, tenant.FieldProvisionerSeen)
 }
 
 // SetCreatedAt sets the "created_at" field.
@@ -5357,7 +5444,7 @@ func (m *TenantMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *TenantMutation) Fields() []string {
-	fields := make([]string, 0, 5)
+	fields := make([]string, 0, 7)
 	if m.slug != nil {
 		fields = append(fields, tenant.FieldSlug)
 	}
@@ -5366,6 +5453,12 @@ func (m *TenantMutation) Fields() []string {
 	}
 	if m.plan != nil {
 		fields = append(fields, tenant.FieldPlanID)
+	}
+	if m.provisioner != nil {
+		fields = append(fields, tenant.FieldProvisioner)
+	}
+	if m.provisioner_seen != nil {
+		fields = append(fields, tenant.FieldProvisionerSeen)
 	}
 	if m.created_at != nil {
 		fields = append(fields, tenant.FieldCreatedAt)
@@ -5387,6 +5480,10 @@ func (m *TenantMutation) Field(name string) (ent.Value, bool) {
 		return m.State()
 	case tenant.FieldPlanID:
 		return m.PlanID()
+	case tenant.FieldProvisioner:
+		return m.Provisioner()
+	case tenant.FieldProvisionerSeen:
+		return m.ProvisionerSeen()
 	case tenant.FieldCreatedAt:
 		return m.CreatedAt()
 	case tenant.FieldUpdatedAt:
@@ -5406,6 +5503,10 @@ func (m *TenantMutation) OldField(ctx context.Context, name string) (ent.Value, 
 		return m.OldState(ctx)
 	case tenant.FieldPlanID:
 		return m.OldPlanID(ctx)
+	case tenant.FieldProvisioner:
+		return m.OldProvisioner(ctx)
+	case tenant.FieldProvisionerSeen:
+		return m.OldProvisionerSeen(ctx)
 	case tenant.FieldCreatedAt:
 		return m.OldCreatedAt(ctx)
 	case tenant.FieldUpdatedAt:
@@ -5439,6 +5540,20 @@ func (m *TenantMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetPlanID(v)
+		return nil
+	case tenant.FieldProvisioner:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetProvisioner(v)
+		return nil
+	case tenant.FieldProvisionerSeen:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetProvisionerSeen(v)
 		return nil
 	case tenant.FieldCreatedAt:
 		v, ok := value.(time.Time)
@@ -5486,7 +5601,11 @@ func (m *TenantMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *TenantMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(tenant.FieldProvisionerSeen) {
+		fields = append(fields, tenant.FieldProvisionerSeen)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -5499,6 +5618,11 @@ func (m *TenantMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *TenantMutation) ClearField(name string) error {
+	switch name {
+	case tenant.FieldProvisionerSeen:
+		m.ClearProvisionerSeen()
+		return nil
+	}
 	return fmt.Errorf("unknown Tenant nullable field %s", name)
 }
 
@@ -5514,6 +5638,12 @@ func (m *TenantMutation) ResetField(name string) error {
 		return nil
 	case tenant.FieldPlanID:
 		m.ResetPlanID()
+		return nil
+	case tenant.FieldProvisioner:
+		m.ResetProvisioner()
+		return nil
+	case tenant.FieldProvisionerSeen:
+		m.ResetProvisionerSeen()
 		return nil
 	case tenant.FieldCreatedAt:
 		m.ResetCreatedAt()

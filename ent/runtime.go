@@ -319,12 +319,18 @@ func init() {
 			return nil
 		}
 	}()
+	// tenantDescProvisioner is the schema descriptor for provisioner field.
+	tenantDescProvisioner := tenantFields[4].Descriptor()
+	// tenant.DefaultProvisioner holds the default value on creation for the provisioner field.
+	tenant.DefaultProvisioner = tenantDescProvisioner.Default.(string)
+	// tenant.ProvisionerValidator is a validator for the "provisioner" field. It is called by the builders before save.
+	tenant.ProvisionerValidator = tenantDescProvisioner.Validators[0].(func(string) error)
 	// tenantDescCreatedAt is the schema descriptor for created_at field.
-	tenantDescCreatedAt := tenantFields[4].Descriptor()
+	tenantDescCreatedAt := tenantFields[6].Descriptor()
 	// tenant.DefaultCreatedAt holds the default value on creation for the created_at field.
 	tenant.DefaultCreatedAt = tenantDescCreatedAt.Default.(func() time.Time)
 	// tenantDescUpdatedAt is the schema descriptor for updated_at field.
-	tenantDescUpdatedAt := tenantFields[5].Descriptor()
+	tenantDescUpdatedAt := tenantFields[7].Descriptor()
 	// tenant.DefaultUpdatedAt holds the default value on creation for the updated_at field.
 	tenant.DefaultUpdatedAt = tenantDescUpdatedAt.Default.(func() time.Time)
 	// tenant.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.

@@ -26,6 +26,10 @@ type Tenant struct {
 	State tenant.State `json:"state,omitempty"`
 	// PlanID holds the value of the "plan_id" field.
 	PlanID int `json:"plan_id,omitempty"`
+	// Who provisions the tenant now (a random token), empty when nobody does: a second create of the same slug must not provision it too.
+	Provisioner string `json:"provisioner,omitempty"`
+	// When the provisioner last said it was alive; an older claim may be taken over (its runner died).
+	ProvisionerSeen *time.Time `json:"provisioner_seen,omitempty"`
 	// CreatedAt holds the value of the "created_at" field.
 	CreatedAt time.Time `json:"created_at,omitempty"`
 	// UpdatedAt holds the value of the "updated_at" field.
@@ -87,9 +91,9 @@ func (*Tenant) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case tenant.FieldPlanID:
 			values[i] = new(sql.NullInt64)
-		case tenant.FieldSlug, tenant.FieldState:
+		case tenant.FieldSlug, tenant.FieldState, tenant.FieldProvisioner:
 			values[i] = new(sql.NullString)
-		case tenant.FieldCreatedAt, tenant.FieldUpdatedAt:
+		case tenant.FieldProvisionerSeen, tenant.FieldCreatedAt, tenant.FieldUpdatedAt:
 			values[i] = new(sql.NullTime)
 		case tenant.FieldID:
 			values[i] = new(tenancy.ID)
@@ -131,6 +135,19 @@ func (_m *Tenant) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field plan_id", values[i])
 			} else if value.Valid {
 				_m.PlanID = int(value.Int64)
+			}
+		case tenant.FieldProvisioner:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field provisioner", values[i])
+			} else if value.Valid {
+				_m.Provisioner = value.String
+			}
+		case tenant.FieldProvisionerSeen:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field provisioner_seen", values[i])
+			} else if value.Valid {
+				_m.ProvisionerSeen = new(time.Time)
+				*_m.ProvisionerSeen = value.Time
 			}
 		case tenant.FieldCreatedAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
@@ -203,6 +220,14 @@ func (_m *Tenant) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("plan_id=")
 	builder.WriteString(fmt.Sprintf("%v", _m.PlanID))
+	builder.WriteString(", ")
+	builder.WriteString("provisioner=")
+	builder.WriteString(_m.Provisioner)
+	builder.WriteString(", ")
+	if v := _m.ProvisionerSeen; v != nil {
+		builder.WriteString("provisioner_seen=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
 	builder.WriteString(", ")
 	builder.WriteString("created_at=")
 	builder.WriteString(_m.CreatedAt.Format(time.ANSIC))

@@ -53,6 +53,34 @@ func (_c *TenantCreate) SetPlanID(v int) *TenantCreate {
 	return _c
 }
 
+// SetProvisioner sets the "provisioner" field.
+func (_c *TenantCreate) SetProvisioner(v string) *TenantCreate {
+	_c.mutation.SetProvisioner(v)
+	return _c
+}
+
+// SetNillableProvisioner sets the "provisioner" field if the given value is not nil.
+func (_c *TenantCreate) SetNillableProvisioner(v *string) *TenantCreate {
+	if v != nil {
+		_c.SetProvisioner(*v)
+	}
+	return _c
+}
+
+// SetProvisionerSeen sets the "provisioner_seen" field.
+func (_c *TenantCreate) SetProvisionerSeen(v time.Time) *TenantCreate {
+	_c.mutation.SetProvisionerSeen(v)
+	return _c
+}
+
+// SetNillableProvisionerSeen sets the "provisioner_seen" field if the given value is not nil.
+func (_c *TenantCreate) SetNillableProvisionerSeen(v *time.Time) *TenantCreate {
+	if v != nil {
+		_c.SetProvisionerSeen(*v)
+	}
+	return _c
+}
+
 // SetCreatedAt sets the "created_at" field.
 func (_c *TenantCreate) SetCreatedAt(v time.Time) *TenantCreate {
 	_c.mutation.SetCreatedAt(v)
@@ -173,6 +201,10 @@ func (_c *TenantCreate) defaults() {
 		v := tenant.DefaultState
 		_c.mutation.SetState(v)
 	}
+	if _, ok := _c.mutation.Provisioner(); !ok {
+		v := tenant.DefaultProvisioner
+		_c.mutation.SetProvisioner(v)
+	}
 	if _, ok := _c.mutation.CreatedAt(); !ok {
 		v := tenant.DefaultCreatedAt()
 		_c.mutation.SetCreatedAt(v)
@@ -207,6 +239,14 @@ func (_c *TenantCreate) check() error {
 	}
 	if _, ok := _c.mutation.PlanID(); !ok {
 		return &ValidationError{Name: "plan_id", err: errors.New(`ent: missing required field "Tenant.plan_id"`)}
+	}
+	if _, ok := _c.mutation.Provisioner(); !ok {
+		return &ValidationError{Name: "provisioner", err: errors.New(`ent: missing required field "Tenant.provisioner"`)}
+	}
+	if v, ok := _c.mutation.Provisioner(); ok {
+		if err := tenant.ProvisionerValidator(v); err != nil {
+			return &ValidationError{Name: "provisioner", err: fmt.Errorf(`ent: validator failed for field "Tenant.provisioner": %w`, err)}
+		}
 	}
 	if _, ok := _c.mutation.CreatedAt(); !ok {
 		return &ValidationError{Name: "created_at", err: errors.New(`ent: missing required field "Tenant.created_at"`)}
@@ -260,6 +300,14 @@ func (_c *TenantCreate) createSpec() (*Tenant, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.State(); ok {
 		_spec.SetField(tenant.FieldState, field.TypeEnum, value)
 		_node.State = value
+	}
+	if value, ok := _c.mutation.Provisioner(); ok {
+		_spec.SetField(tenant.FieldProvisioner, field.TypeString, value)
+		_node.Provisioner = value
+	}
+	if value, ok := _c.mutation.ProvisionerSeen(); ok {
+		_spec.SetField(tenant.FieldProvisionerSeen, field.TypeTime, value)
+		_node.ProvisionerSeen = &value
 	}
 	if value, ok := _c.mutation.CreatedAt(); ok {
 		_spec.SetField(tenant.FieldCreatedAt, field.TypeTime, value)
@@ -406,6 +454,36 @@ func (u *TenantUpsert) UpdatePlanID() *TenantUpsert {
 	return u
 }
 
+// SetProvisioner sets the "provisioner" field.
+func (u *TenantUpsert) SetProvisioner(v string) *TenantUpsert {
+	u.Set(tenant.FieldProvisioner, v)
+	return u
+}
+
+// UpdateProvisioner sets the "provisioner" field to the value that was provided on create.
+func (u *TenantUpsert) UpdateProvisioner() *TenantUpsert {
+	u.SetExcluded(tenant.FieldProvisioner)
+	return u
+}
+
+// SetProvisionerSeen sets the "provisioner_seen" field.
+func (u *TenantUpsert) SetProvisionerSeen(v time.Time) *TenantUpsert {
+	u.Set(tenant.FieldProvisionerSeen, v)
+	return u
+}
+
+// UpdateProvisionerSeen sets the "provisioner_seen" field to the value that was provided on create.
+func (u *TenantUpsert) UpdateProvisionerSeen() *TenantUpsert {
+	u.SetExcluded(tenant.FieldProvisionerSeen)
+	return u
+}
+
+// ClearProvisionerSeen clears the value of the "provisioner_seen" field.
+func (u *TenantUpsert) ClearProvisionerSeen() *TenantUpsert {
+	u.SetNull(tenant.FieldProvisionerSeen)
+	return u
+}
+
 // SetUpdatedAt sets the "updated_at" field.
 func (u *TenantUpsert) SetUpdatedAt(v time.Time) *TenantUpsert {
 	u.Set(tenant.FieldUpdatedAt, v)
@@ -508,6 +586,41 @@ func (u *TenantUpsertOne) SetPlanID(v int) *TenantUpsertOne {
 func (u *TenantUpsertOne) UpdatePlanID() *TenantUpsertOne {
 	return u.Update(func(s *TenantUpsert) {
 		s.UpdatePlanID()
+	})
+}
+
+// SetProvisioner sets the "provisioner" field.
+func (u *TenantUpsertOne) SetProvisioner(v string) *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetProvisioner(v)
+	})
+}
+
+// UpdateProvisioner sets the "provisioner" field to the value that was provided on create.
+func (u *TenantUpsertOne) UpdateProvisioner() *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateProvisioner()
+	})
+}
+
+// SetProvisionerSeen sets the "provisioner_seen" field.
+func (u *TenantUpsertOne) SetProvisionerSeen(v time.Time) *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetProvisionerSeen(v)
+	})
+}
+
+// UpdateProvisionerSeen sets the "provisioner_seen" field to the value that was provided on create.
+func (u *TenantUpsertOne) UpdateProvisionerSeen() *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateProvisionerSeen()
+	})
+}
+
+// ClearProvisionerSeen clears the value of the "provisioner_seen" field.
+func (u *TenantUpsertOne) ClearProvisionerSeen() *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.ClearProvisionerSeen()
 	})
 }
 
@@ -782,6 +895,41 @@ func (u *TenantUpsertBulk) SetPlanID(v int) *TenantUpsertBulk {
 func (u *TenantUpsertBulk) UpdatePlanID() *TenantUpsertBulk {
 	return u.Update(func(s *TenantUpsert) {
 		s.UpdatePlanID()
+	})
+}
+
+// SetProvisioner sets the "provisioner" field.
+func (u *TenantUpsertBulk) SetProvisioner(v string) *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetProvisioner(v)
+	})
+}
+
+// UpdateProvisioner sets the "provisioner" field to the value that was provided on create.
+func (u *TenantUpsertBulk) UpdateProvisioner() *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateProvisioner()
+	})
+}
+
+// SetProvisionerSeen sets the "provisioner_seen" field.
+func (u *TenantUpsertBulk) SetProvisionerSeen(v time.Time) *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetProvisionerSeen(v)
+	})
+}
+
+// UpdateProvisionerSeen sets the "provisioner_seen" field to the value that was provided on create.
+func (u *TenantUpsertBulk) UpdateProvisionerSeen() *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateProvisionerSeen()
+	})
+}
+
+// ClearProvisionerSeen clears the value of the "provisioner_seen" field.
+func (u *TenantUpsertBulk) ClearProvisionerSeen() *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.ClearProvisionerSeen()
 	})
 }
 

@@ -73,6 +73,40 @@ func (_u *TenantUpdate) SetNillablePlanID(v *int) *TenantUpdate {
 	return _u
 }
 
+// SetProvisioner sets the "provisioner" field.
+func (_u *TenantUpdate) SetProvisioner(v string) *TenantUpdate {
+	_u.mutation.SetProvisioner(v)
+	return _u
+}
+
+// SetNillableProvisioner sets the "provisioner" field if the given value is not nil.
+func (_u *TenantUpdate) SetNillableProvisioner(v *string) *TenantUpdate {
+	if v != nil {
+		_u.SetProvisioner(*v)
+	}
+	return _u
+}
+
+// SetProvisionerSeen sets the "provisioner_seen" field.
+func (_u *TenantUpdate) SetProvisionerSeen(v time.Time) *TenantUpdate {
+	_u.mutation.SetProvisionerSeen(v)
+	return _u
+}
+
+// SetNillableProvisionerSeen sets the "provisioner_seen" field if the given value is not nil.
+func (_u *TenantUpdate) SetNillableProvisionerSeen(v *time.Time) *TenantUpdate {
+	if v != nil {
+		_u.SetProvisionerSeen(*v)
+	}
+	return _u
+}
+
+// ClearProvisionerSeen clears the value of the "provisioner_seen" field.
+func (_u *TenantUpdate) ClearProvisionerSeen() *TenantUpdate {
+	_u.mutation.ClearProvisionerSeen()
+	return _u
+}
+
 // SetUpdatedAt sets the "updated_at" field.
 func (_u *TenantUpdate) SetUpdatedAt(v time.Time) *TenantUpdate {
 	_u.mutation.SetUpdatedAt(v)
@@ -204,6 +238,11 @@ func (_u *TenantUpdate) check() error {
 			return &ValidationError{Name: "state", err: fmt.Errorf(`ent: validator failed for field "Tenant.state": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Provisioner(); ok {
+		if err := tenant.ProvisionerValidator(v); err != nil {
+			return &ValidationError{Name: "provisioner", err: fmt.Errorf(`ent: validator failed for field "Tenant.provisioner": %w`, err)}
+		}
+	}
 	if _u.mutation.PlanCleared() && len(_u.mutation.PlanIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "Tenant.plan"`)
 	}
@@ -227,6 +266,15 @@ func (_u *TenantUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.State(); ok {
 		_spec.SetField(tenant.FieldState, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.Provisioner(); ok {
+		_spec.SetField(tenant.FieldProvisioner, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.ProvisionerSeen(); ok {
+		_spec.SetField(tenant.FieldProvisionerSeen, field.TypeTime, value)
+	}
+	if _u.mutation.ProvisionerSeenCleared() {
+		_spec.ClearField(tenant.FieldProvisionerSeen, field.TypeTime)
 	}
 	if value, ok := _u.mutation.UpdatedAt(); ok {
 		_spec.SetField(tenant.FieldUpdatedAt, field.TypeTime, value)
@@ -396,6 +444,40 @@ func (_u *TenantUpdateOne) SetNillablePlanID(v *int) *TenantUpdateOne {
 	return _u
 }
 
+// SetProvisioner sets the "provisioner" field.
+func (_u *TenantUpdateOne) SetProvisioner(v string) *TenantUpdateOne {
+	_u.mutation.SetProvisioner(v)
+	return _u
+}
+
+// SetNillableProvisioner sets the "provisioner" field if the given value is not nil.
+func (_u *TenantUpdateOne) SetNillableProvisioner(v *string) *TenantUpdateOne {
+	if v != nil {
+		_u.SetProvisioner(*v)
+	}
+	return _u
+}
+
+// SetProvisionerSeen sets the "provisioner_seen" field.
+func (_u *TenantUpdateOne) SetProvisionerSeen(v time.Time) *TenantUpdateOne {
+	_u.mutation.SetProvisionerSeen(v)
+	return _u
+}
+
+// SetNillableProvisionerSeen sets the "provisioner_seen" field if the given value is not nil.
+func (_u *TenantUpdateOne) SetNillableProvisionerSeen(v *time.Time) *TenantUpdateOne {
+	if v != nil {
+		_u.SetProvisionerSeen(*v)
+	}
+	return _u
+}
+
+// ClearProvisionerSeen clears the value of the "provisioner_seen" field.
+func (_u *TenantUpdateOne) ClearProvisionerSeen() *TenantUpdateOne {
+	_u.mutation.ClearProvisionerSeen()
+	return _u
+}
+
 // SetUpdatedAt sets the "updated_at" field.
 func (_u *TenantUpdateOne) SetUpdatedAt(v time.Time) *TenantUpdateOne {
 	_u.mutation.SetUpdatedAt(v)
@@ -540,6 +622,11 @@ func (_u *TenantUpdateOne) check() error {
 			return &ValidationError{Name: "state", err: fmt.Errorf(`ent: validator failed for field "Tenant.state": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Provisioner(); ok {
+		if err := tenant.ProvisionerValidator(v); err != nil {
+			return &ValidationError{Name: "provisioner", err: fmt.Errorf(`ent: validator failed for field "Tenant.provisioner": %w`, err)}
+		}
+	}
 	if _u.mutation.PlanCleared() && len(_u.mutation.PlanIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "Tenant.plan"`)
 	}
@@ -580,6 +667,15 @@ func (_u *TenantUpdateOne) sqlSave(ctx context.Context) (_node *Tenant, err erro
 	}
 	if value, ok := _u.mutation.State(); ok {
 		_spec.SetField(tenant.FieldState, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.Provisioner(); ok {
+		_spec.SetField(tenant.FieldProvisioner, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.ProvisionerSeen(); ok {
+		_spec.SetField(tenant.FieldProvisionerSeen, field.TypeTime, value)
+	}
+	if _u.mutation.ProvisionerSeenCleared() {
+		_spec.ClearField(tenant.FieldProvisionerSeen, field.TypeTime)
 	}
 	if value, ok := _u.mutation.UpdatedAt(); ok {
 		_spec.SetField(tenant.FieldUpdatedAt, field.TypeTime, value)

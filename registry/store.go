@@ -361,15 +361,17 @@ func toShard(sh *ent.Shard) Shard {
 
 // Register records a new tenant in state Provisioning and places it: on the
 // named shard, or on the least loaded accepting shard with room. It creates
-// nothing on the shard; CreateTenant does both.
+// nothing on the shard; CreateTenant does both (and a CreateTenant of the
+// same slug provisions it).
 func (s *Store) Register(ctx context.Context, nt NewTenant) (Tenant, error) {
-	t, _, err := s.register(ctx, nt)
+	t, _, err := s.register(ctx, nt, "")
 	return t, err
 }
 
 // register is Register, returning the tenant and its shard as the
-// transaction wrote them (no second read).
-func (s *Store) register(ctx context.Context, nt NewTenant) (Tenant, Shard, error) {
+// transaction wrote them (no second read), with token as its provisioner
+// ("" for none).
+func (s *Store) register(ctx context.Context, nt NewTenant, token string) (Tenant, Shard, error) {
 	if nt.ID.IsZero() {
 		nt.ID = tenancy.NewID()
 	}
@@ -430,7 +432,7 @@ func (s *Store) register(ctx context.Context, nt NewTenant) (Tenant, Shard, erro
 			}
 		}
 		et, err := tx.Tenant.Create().SetID(nt.ID).SetSlug(nt.Slug).SetPlanID(planID).
-			SetState(enttenant.StateProvisioning).Save(ctx)
+			SetState(enttenant.StateProvisioning).SetProvisioner(token).SetNillableProvisionerSeen(seen(token)).Save(ctx)
 		if err != nil {
 			return err
 		}
@@ -491,23 +493,31 @@ type ApplyFunc func(ctx context.Context, shard Shard, schema string) error
 
 // CreateTenant registers, places and provisions a tenant, then activates it
 // (routers are notified). If a tenant of the same slug is still
-// provisioning (an earlier attempt failed), it resumes that one. apply nil
-// skips the schema (it exists already, e.g. a shared schema).
+// provisioning and nobody provisions it (an earlier attempt failed, or its
+// caller died ProvisionStaleAfter ago), it resumes that one; while another
+// call provisions it, it fails with ErrProvisioning, so two creates of one
+// slug never both succeed. apply nil skips the schema (it exists already,
+// e.g. a shared schema).
 //
 // A new tenant costs about ten registry round trips besides apply: the
 // placing transaction, and one statement that activates it and notifies.
 func (s *Store) CreateTenant(ctx context.Context, nt NewTenant, apply ApplyFunc) (Tenant, error) {
-	t, sh, err := s.register(ctx, nt)
+	token := newClaim()
+	t, sh, err := s.register(ctx, nt, token)
 	if errors.Is(err, ErrExists) && nt.Slug != "" {
 		// The slug (or id) is taken: resume a provisioning of the same
-		// tenant, refuse anything else.
+		// tenant that nobody runs, refuse anything else.
 		cur, lerr := s.Tenant(ctx, nt.Slug)
 		switch {
 		case lerr != nil:
 			return Tenant{}, err
 		case cur.State == Provisioning && (nt.ID.IsZero() || nt.ID == cur.ID):
+			if err := s.claim(ctx, cur, token); err != nil {
+				return Tenant{}, err
+			}
 			t = cur
 			if sh, err = s.Shard(ctx, t.Placement.Shard); err != nil {
+				s.unclaim(context.WithoutCancel(ctx), t.ID, token)
 				return t, err
 			}
 		default:
@@ -517,28 +527,44 @@ func (s *Store) CreateTenant(ctx context.Context, nt NewTenant, apply ApplyFunc)
 		return Tenant{}, err
 	}
 	if apply != nil {
-		if err := apply(ctx, sh, t.Placement.Schema); err != nil {
+		stop := s.keepClaim(ctx, t.ID, token)
+		err := apply(ctx, sh, t.Placement.Schema)
+		stop()
+		if err != nil {
+			s.unclaim(context.WithoutCancel(ctx), t.ID, token)
 			return t, fmt.Errorf("registry: provision tenant %q (%s) in schema %s on shard %s (run the same create again to resume): %w",
 				t.Slug, t.ID, t.Placement.Schema, sh.Name, err)
 		}
 	}
-	return s.activate(ctx, t)
+	return s.activate(ctx, t, token)
 }
 
-// activateSQL makes a provisioning tenant active, bumps its epoch and
-// notifies routers, in one statement (one implicit transaction).
-const activateSQL = `WITH t AS (UPDATE tenants SET state = 'active', updated_at = $3 WHERE id = $2 AND state = 'provisioning' RETURNING id),
+// activateSQL makes a provisioning tenant that token provisions active,
+// bumps its epoch and notifies routers, in one statement (one implicit
+// transaction).
+const activateSQL = `WITH t AS (UPDATE tenants SET state = 'active', provisioner = '', provisioner_seen = NULL, updated_at = $3
+    WHERE id = $2 AND state = 'provisioning' AND provisioner = $4 RETURNING id),
 p AS (UPDATE placements SET epoch = epoch + 1, updated_at = $3 WHERE tenant_ref IN (SELECT id FROM t) RETURNING tenant_ref, epoch)
 SELECT p.epoch, pg_notify($1, p.tenant_ref::text || ' ' || p.epoch::text) IS NULL FROM p`
 
-// activate makes a provisioning tenant active (SetState otherwise).
-func (s *Store) activate(ctx context.Context, t Tenant) (Tenant, error) {
+// activate makes a provisioning tenant that token provisions active
+// (SetState if it is no longer provisioning).
+func (s *Store) activate(ctx context.Context, t Tenant, token string) (Tenant, error) {
 	now := time.Now().Truncate(time.Microsecond)
 	var epoch int64
 	var ignored bool
-	err := s.db.QueryRowContext(ctx, activateSQL, Channel, t.ID, now).Scan(&epoch, &ignored)
+	err := s.db.QueryRowContext(ctx, activateSQL, Channel, t.ID, now, token).Scan(&epoch, &ignored)
 	if errors.Is(err, sql.ErrNoRows) {
-		return s.SetState(ctx, t.ID, Active) // not provisioning (any more): the general path
+		cur, cerr := s.client.Tenant.Get(ctx, t.ID)
+		if cerr != nil {
+			return Tenant{}, wrap(cerr, "registry: tenant %s: activate", t.ID)
+		}
+		if cur.Provisioner != token {
+			// This call's claim went stale and another caller took it
+			// over (and may have activated the tenant since).
+			return Tenant{}, fmt.Errorf("registry: tenant %q (%s): activate: %w (this call's claim went stale and was taken over; the tenant is %s)", t.Slug, t.ID, ErrProvisioning, cur.State)
+		}
+		return s.SetState(ctx, t.ID, Active) // not provisioning any more (an operator): the general path
 	}
 	if err != nil {
 		return Tenant{}, wrap(err, "registry: tenant %s: activate", t.ID)

@@ -24,6 +24,10 @@ var (
 	// ErrTransition: the tenant's state does not allow the change (e.g.
 	// resuming a tenant that is not suspended).
 	ErrTransition = errors.New("registry: state change not allowed")
+	// ErrProvisioning: another caller is provisioning the tenant right now
+	// (CreateTenant of the same slug). Wait until the tenant is active, or
+	// run the create again once that caller has stopped.
+	ErrProvisioning = errors.New("registry: the tenant is being provisioned by another caller: wait until it is active, or run the same create again once that caller has stopped (a caller that died is taken over after ProvisionStaleAfter)")
 	// ErrNotInitialized: the registry database has no registry tables yet.
 	// Run Init (tenantctl shards add does).
 	ErrNotInitialized = errors.New("registry: not initialized: the registry tables do not exist; run tenantctl shards add (or Store.Init) first")

@@ -169,6 +169,8 @@ var (
 		{Name: "id", Type: field.TypeUUID},
 		{Name: "slug", Type: field.TypeString, Unique: true, Size: 63},
 		{Name: "state", Type: field.TypeEnum, Enums: []string{"provisioning", "active", "read_only", "suspended", "moving", "offboarded", "deleted"}, Default: "provisioning"},
+		{Name: "provisioner", Type: field.TypeString, Size: 64, Default: ""},
+		{Name: "provisioner_seen", Type: field.TypeTime, Nullable: true},
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "updated_at", Type: field.TypeTime},
 		{Name: "plan_id", Type: field.TypeInt},
@@ -181,7 +183,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "tenants_plans_tenants",
-				Columns:    []*schema.Column{TenantsColumns[5]},
+				Columns:    []*schema.Column{TenantsColumns[7]},
 				RefColumns: []*schema.Column{PlansColumns[0]},
 				OnDelete:   schema.NoAction,
 			},

@@ -28,6 +28,10 @@ func (Tenant) Fields() []ent.Field {
 			Values("provisioning", "active", "read_only", "suspended", "moving", "offboarded", "deleted").
 			Default("provisioning"),
 		field.Int("plan_id"),
+		field.String("provisioner").Default("").MaxLen(64).
+			Comment("Who provisions the tenant now (a random token), empty when nobody does: a second create of the same slug must not provision it too."),
+		field.Time("provisioner_seen").Optional().Nillable().
+			Comment("When the provisioner last said it was alive; an older claim may be taken over (its runner died)."),
 		field.Time("created_at").Default(time.Now).Immutable(),
 		field.Time("updated_at").Default(time.Now).UpdateDefault(time.Now),
 	}

@@ -22,6 +22,10 @@ const (
 	FieldState = "state"
 	// FieldPlanID holds the string denoting the plan_id field in the database.
 	FieldPlanID = "plan_id"
+	// FieldProvisioner holds the string denoting the provisioner field in the database.
+	FieldProvisioner = "provisioner"
+	// FieldProvisionerSeen holds the string denoting the provisioner_seen field in the database.
+	FieldProvisionerSeen = "provisioner_seen"
 	// FieldCreatedAt holds the string denoting the created_at field in the database.
 	FieldCreatedAt = "created_at"
 	// FieldUpdatedAt holds the string denoting the updated_at field in the database.
@@ -63,6 +67,8 @@ var Columns = []string{
 	FieldSlug,
 	FieldState,
 	FieldPlanID,
+	FieldProvisioner,
+	FieldProvisionerSeen,
 	FieldCreatedAt,
 	FieldUpdatedAt,
 }
@@ -80,6 +86,10 @@ func ValidColumn(column string) bool {
 var (
 	// SlugValidator is a validator for the "slug" field. It is called by the builders before save.
 	SlugValidator func(string) error
+	// DefaultProvisioner holds the default value on creation for the "provisioner" field.
+	DefaultProvisioner string
+	// ProvisionerValidator is a validator for the "provisioner" field. It is called by the builders before save.
+	ProvisionerValidator func(string) error
 	// DefaultCreatedAt holds the default value on creation for the "created_at" field.
 	DefaultCreatedAt func() time.Time
 	// DefaultUpdatedAt holds the default value on creation for the "updated_at" field.
@@ -142,6 +152,16 @@ func ByState(opts ...sql.OrderTermOption) OrderOption {
 // ByPlanID orders the results by the plan_id field.
 func ByPlanID(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldPlanID, opts...).ToFunc()
+}
+
+// ByProvisioner orders the results by the provisioner field.
+func ByProvisioner(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldProvisioner, opts...).ToFunc()
+}
+
+// ByProvisionerSeen orders the results by the provisioner_seen field.
+func ByProvisionerSeen(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldProvisionerSeen, opts...).ToFunc()
 }
 
 // ByCreatedAt orders the results by the created_at field.

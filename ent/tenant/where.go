@@ -66,6 +66,16 @@ func PlanID(v int) predicate.Tenant {
 	return predicate.Tenant(sql.FieldEQ(FieldPlanID, v))
 }
 
+// Provisioner applies equality check predicate on the "provisioner" field. It's identical to ProvisionerEQ.
+func Provisioner(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldProvisioner, v))
+}
+
+// ProvisionerSeen applies equality check predicate on the "provisioner_seen" field. It's identical to ProvisionerSeenEQ.
+func ProvisionerSeen(v time.Time) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldProvisionerSeen, v))
+}
+
 // CreatedAt applies equality check predicate on the "created_at" field. It's identical to CreatedAtEQ.
 func CreatedAt(v time.Time) predicate.Tenant {
 	return predicate.Tenant(sql.FieldEQ(FieldCreatedAt, v))
@@ -179,6 +189,121 @@ func PlanIDIn(vs ...int) predicate.Tenant {
 // PlanIDNotIn applies the NotIn predicate on the "plan_id" field.
 func PlanIDNotIn(vs ...int) predicate.Tenant {
 	return predicate.Tenant(sql.FieldNotIn(FieldPlanID, vs...))
+}
+
+// ProvisionerEQ applies the EQ predicate on the "provisioner" field.
+func ProvisionerEQ(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldProvisioner, v))
+}
+
+// ProvisionerNEQ applies the NEQ predicate on the "provisioner" field.
+func ProvisionerNEQ(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNEQ(FieldProvisioner, v))
+}
+
+// ProvisionerIn applies the In predicate on the "provisioner" field.
+func ProvisionerIn(vs ...string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldIn(FieldProvisioner, vs...))
+}
+
+// ProvisionerNotIn applies the NotIn predicate on the "provisioner" field.
+func ProvisionerNotIn(vs ...string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNotIn(FieldProvisioner, vs...))
+}
+
+// ProvisionerGT applies the GT predicate on the "provisioner" field.
+func ProvisionerGT(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGT(FieldProvisioner, v))
+}
+
+// ProvisionerGTE applies the GTE predicate on the "provisioner" field.
+func ProvisionerGTE(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGTE(FieldProvisioner, v))
+}
+
+// ProvisionerLT applies the LT predicate on the "provisioner" field.
+func ProvisionerLT(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLT(FieldProvisioner, v))
+}
+
+// ProvisionerLTE applies the LTE predicate on the "provisioner" field.
+func ProvisionerLTE(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLTE(FieldProvisioner, v))
+}
+
+// ProvisionerContains applies the Contains predicate on the "provisioner" field.
+func ProvisionerContains(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldContains(FieldProvisioner, v))
+}
+
+// ProvisionerHasPrefix applies the HasPrefix predicate on the "provisioner" field.
+func ProvisionerHasPrefix(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldHasPrefix(FieldProvisioner, v))
+}
+
+// ProvisionerHasSuffix applies the HasSuffix predicate on the "provisioner" field.
+func ProvisionerHasSuffix(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldHasSuffix(FieldProvisioner, v))
+}
+
+// ProvisionerEqualFold applies the EqualFold predicate on the "provisioner" field.
+func ProvisionerEqualFold(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEqualFold(FieldProvisioner, v))
+}
+
+// ProvisionerContainsFold applies the ContainsFold predicate on the "provisioner" field.
+func ProvisionerContainsFold(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldContainsFold(FieldProvisioner, v))
+}
+
+// ProvisionerSeenEQ applies the EQ predicate on the "provisioner_seen" field.
+func ProvisionerSeenEQ(v time.Time) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldProvisionerSeen, v))
+}
+
+// ProvisionerSeenNEQ applies the NEQ predicate on the "provisioner_seen" field.
+func ProvisionerSeenNEQ(v time.Time) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNEQ(FieldProvisionerSeen, v))
+}
+
+// ProvisionerSeenIn applies the In predicate on the "provisioner_seen" field.
+func ProvisionerSeenIn(vs ...time.Time) predicate.Tenant {
+	return predicate.Tenant(sql.FieldIn(FieldProvisionerSeen, vs...))
+}
+
+// ProvisionerSeenNotIn applies the NotIn predicate on the "provisioner_seen" field.
+func ProvisionerSeenNotIn(vs ...time.Time) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNotIn(FieldProvisionerSeen, vs...))
+}
+
+// ProvisionerSeenGT applies the GT predicate on the "provisioner_seen" field.
+func ProvisionerSeenGT(v time.Time) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGT(FieldProvisionerSeen, v))
+}
+
+// ProvisionerSeenGTE applies the GTE predicate on the "provisioner_seen" field.
+func ProvisionerSeenGTE(v time.Time) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGTE(FieldProvisionerSeen, v))
+}
+
+// ProvisionerSeenLT applies the LT predicate on the "provisioner_seen" field.
+func ProvisionerSeenLT(v time.Time) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLT(FieldProvisionerSeen, v))
+}
+
+// ProvisionerSeenLTE applies the LTE predicate on the "provisioner_seen" field.
+func ProvisionerSeenLTE(v time.Time) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLTE(FieldProvisionerSeen, v))
+}
+
+// ProvisionerSeenIsNil applies the IsNil predicate on the "provisioner_seen" field.
+func ProvisionerSeenIsNil() predicate.Tenant {
+	return predicate.Tenant(sql.FieldIsNull(FieldProvisionerSeen))
+}
+
+// ProvisionerSeenNotNil applies the NotNil predicate on the "provisioner_seen" field.
+func ProvisionerSeenNotNil() predicate.Tenant {
+	return predicate.Tenant(sql.FieldNotNull(FieldProvisionerSeen))
 }
 
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.

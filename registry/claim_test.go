@@ -1,0 +1,85 @@
+package registry_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tenantry/tenantry/registry"
+)
+
+// Two creates of one slug at once: the second must not report the tenant
+// created while the first provisions it; once the first is done, the
+// tenant exists. A caller that died is taken over after its claim went
+// stale, and the dead caller, should it wake up, does not report the
+// tenant created either.
+func TestConcurrentCreateOfOneSlug(t *testing.T) {
+	s, dsn := newStore(t)
+	ctx := context.Background()
+	require.NoError(t, s.AddShard(ctx, registry.Shard{Name: "s0", DSN: shardDSN(t, 0), Accepting: true}))
+
+	// blocking returns an apply that signals started, then waits for release.
+	blocking := func() (registry.ApplyFunc, chan struct{}, chan struct{}) {
+		started, release := make(chan struct{}), make(chan struct{})
+		return func(context.Context, registry.Shard, string) error {
+			close(started)
+			<-release
+			return nil
+		}, started, release
+	}
+	noop := func(context.Context, registry.Shard, string) error { return nil }
+
+	t.Run("live", func(t *testing.T) {
+		apply, started, release := blocking()
+		first := make(chan error, 1)
+		go func() {
+			_, err := s.CreateTenant(ctx, registry.NewTenant{Slug: "acme"}, apply)
+			first <- err
+		}()
+		<-started
+		applied := false
+		_, err := s.CreateTenant(ctx, registry.NewTenant{Slug: "acme"}, func(context.Context, registry.Shard, string) error {
+			applied = true
+			return nil
+		})
+		require.ErrorIs(t, err, registry.ErrProvisioning)
+		require.False(t, applied, "the second create must not provision the tenant too")
+		close(release)
+		require.NoError(t, <-first)
+		tn, err := s.Tenant(ctx, "acme")
+		require.NoError(t, err)
+		require.Equal(t, registry.Active, tn.State)
+		_, err = s.CreateTenant(ctx, registry.NewTenant{Slug: "acme"}, noop)
+		require.ErrorIs(t, err, registry.ErrExists)
+	})
+
+	t.Run("stale", func(t *testing.T) {
+		apply, started, release := blocking()
+		first := make(chan error, 1)
+		go func() {
+			_, err := s.CreateTenant(ctx, registry.NewTenant{Slug: "globex"}, apply)
+			first <- err
+		}()
+		<-started
+		// The first caller "dies": its claim is older than ProvisionStaleAfter
+		// (its heartbeat would renew it within ProvisionHeartbeat).
+		conn, err := pgx.Connect(ctx, dsn)
+		require.NoError(t, err)
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, `UPDATE tenants SET provisioner_seen = now() - $1::interval WHERE slug = 'globex'`,
+			(registry.ProvisionStaleAfter + time.Minute).String())
+		require.NoError(t, err)
+		created, err := s.CreateTenant(ctx, registry.NewTenant{Slug: "globex"}, noop)
+		require.NoError(t, err, "a stale claim is taken over")
+		require.Equal(t, registry.Active, created.State)
+
+		close(release)
+		err = <-first
+		require.ErrorIs(t, err, registry.ErrProvisioning, "the caller whose claim was taken over must not report the tenant created")
+		require.False(t, errors.Is(err, registry.ErrExists))
+	})
+}
