@@ -6,4 +6,3 @@ package tenantry
 //go:generate go run ./gen/cmd/tenantrygen ./examples/app/ent/schema
 //go:generate go run ./gen/cmd/tenantrygen ./ent/schema
 //go:generate go run ./gen/cmd/tenantrygen ./gen/testdata/overridden/schema
-
