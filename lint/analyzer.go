@@ -143,6 +143,7 @@ func run(pass *analysis.Pass, cfg *compiled) error {
 		c.checkHatchUses(f)
 		c.checkContexts(f)
 		c.checkRawSQL(f)
+		c.checkRawHandles(f)
 	}
 	return nil
 }

@@ -43,7 +43,11 @@
 //     Pool and Admin pools of a tenancy.Shard), pgconn's *PgConn, sqlx, and
 //     Ent's plain dialect/sql Driver, Conn and Tx. Calls through Ent's
 //     dialect.Driver interface are not reported: tenancy.Driver implements
-//     it too. A statement that is a constant and certainly touches no user
+//     it too. Such a handle is also reported where it becomes a value of
+//     another interface with one of its exec or query methods (sqlc's DBTX,
+//     a repository's own Querier): passed as an argument, assigned,
+//     returned or put in a composite literal, since the calls through that
+//     interface cannot be told apart from scoped ones. A statement that is a constant and certainly touches no user
 //     table is not reported: no table at all (SELECT 1, pg_advisory_lock,
 //     pg_notify, LISTEN, SHOW, set_config) or only system catalogs after
 //     FROM and JOIN (pg_*, information_schema.*). Any other statement, and

@@ -8,6 +8,7 @@ import (
 	entsql "entgo.io/ent/dialect/sql"
 	"example.com/app/ent"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tenantry/tenantry/tenancy"
 )
@@ -80,4 +81,48 @@ func dynamic(ctx context.Context, db *sql.DB, table string) {
 	_, _ = db.ExecContext(ctx, "DELETE FROM "+table) // want `raw SQL through \(\*sql.DB\).ExecContext`
 	q := "SELECT 1"
 	_ = db.QueryRow(q) // want `raw SQL through \(\*sql.DB\).QueryRow`
+}
+
+// DBTX is the interface sqlc generates: whatever runs through it is raw SQL
+// when a raw handle stands behind it.
+type DBTX interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}
+
+// Queries is sqlc's query set.
+type Queries struct{ db DBTX }
+
+func newQueries(db DBTX) *Queries { return &Queries{db: db} }
+
+// PgxDBTX is sqlc's interface for pgx.
+type PgxDBTX interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}
+
+// Reported: raw handles that become such an interface, whatever way.
+func rawBehindInterfaces(db *sql.DB, pool *pgxpool.Pool) (DBTX, *Queries) {
+	_ = newQueries(db)   // want `raw database handle \*sql.DB used as api.DBTX: statements run through its ExecContext bypass the tenant-scoped driver`
+	q := Queries{db: db} // want `raw database handle \*sql.DB used as api.DBTX`
+	var p PgxDBTX = pool // want `raw database handle \*pgxpool.Pool used as api.PgxDBTX: statements run through its Exec`
+	var d DBTX
+	d = db // want `raw database handle \*sql.DB used as api.DBTX`
+	_, _ = p, d
+	_ = func() DBTX { return db } // want `raw database handle \*sql.DB used as api.DBTX`
+	return db, &q                 // want `raw database handle \*sql.DB used as api.DBTX`
+}
+
+func useDriver(dialect.Driver) {}
+
+// Not reported: interfaces without exec or query methods, Ent's dialect
+// interfaces (the tenancy driver implements them too), and values that are
+// interfaces already.
+func notRawBehindInterfaces(db *sql.DB, d DBTX) {
+	var pinger interface{ PingContext(context.Context) error } = db
+	_ = pinger
+	var anyDB any = db
+	_ = anyDB
+	useDriver(entsql.OpenDB("postgres", db))
+	_ = newQueries(d)
+	_ = Queries{db: d}
 }
