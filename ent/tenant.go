@@ -28,7 +28,7 @@ type Tenant struct {
 	PlanID int `json:"plan_id,omitempty"`
 	// Who provisions the tenant now (a random token), empty when nobody does: a second create of the same slug must not provision it too.
 	Provisioner string `json:"provisioner,omitempty"`
-	// When the provisioner last said it was alive; an older claim may be taken over (its runner died).
+	// When the provisioner last said it was alive (the registry's clock); an older claim may be taken over (its runner died).
 	ProvisionerSeen *time.Time `json:"provisioner_seen,omitempty"`
 	// CreatedAt holds the value of the "created_at" field.
 	CreatedAt time.Time `json:"created_at,omitempty"`

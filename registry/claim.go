@@ -25,28 +25,29 @@ const (
 // newClaim returns a provisioner token.
 func newClaim() string { return "create-" + tenancy.NewID().String() }
 
-// seen is the provisioner_seen of a new claim by token, nil for none.
-func seen(token string) *time.Time {
-	if token == "" {
-		return nil
-	}
-	now := time.Now()
-	return &now
-}
+// claimTimeout bounds each statement of the claim's upkeep (renewal,
+// release), which must not hang a create on a stuck registry.
+const claimTimeout = 5 * time.Second
+
+// The claim's times are the registry's (now()), so that callers on hosts
+// whose clocks disagree judge a claim's age alike.
+const (
+	claimSQL = `UPDATE tenants SET provisioner = $1, provisioner_seen = now(), updated_at = now()
+WHERE id = $2 AND state = 'provisioning'
+  AND (provisioner = '' OR provisioner_seen IS NULL OR provisioner_seen < now() - $3 * interval '1 millisecond')`
+	renewSQL   = `UPDATE tenants SET provisioner_seen = now() WHERE id = $1 AND provisioner = $2`
+	unclaimSQL = `UPDATE tenants SET provisioner = '', provisioner_seen = NULL WHERE id = $1 AND provisioner = $2`
+)
 
 // claim makes token the provisioner of t, which is provisioning, unless a
 // live caller provisions it.
 func (s *Store) claim(ctx context.Context, t Tenant, token string) error {
-	now := time.Now()
-	n, err := s.client.Tenant.Update().
-		Where(enttenant.ID(t.ID), enttenant.StateEQ(enttenant.StateProvisioning),
-			enttenant.Or(enttenant.Provisioner(""), enttenant.ProvisionerSeenIsNil(), enttenant.ProvisionerSeenLT(now.Add(-ProvisionStaleAfter)))).
-		SetProvisioner(token).SetProvisionerSeen(now).Save(ctx)
+	res, err := s.db.ExecContext(ctx, claimSQL, token, t.ID, ProvisionStaleAfter.Milliseconds())
 	if err != nil {
 		return wrap(err, "registry: tenant %q: claim its provisioning", t.Slug)
 	}
-	if n == 1 {
-		return nil
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return err
 	}
 	cur, err := s.client.Tenant.Get(ctx, t.ID)
 	if err != nil {
@@ -57,15 +58,18 @@ func (s *Store) claim(ctx context.Context, t Tenant, token string) error {
 	}
 	seen := "never"
 	if cur.ProvisionerSeen != nil {
-		seen = time.Since(*cur.ProvisionerSeen).Round(time.Millisecond).String() + " ago"
+		seen = "at " + cur.ProvisionerSeen.UTC().Format(time.RFC3339)
 	}
 	return fmt.Errorf("registry: tenant %q (%s): %w (provisioner %s, last seen %s)", t.Slug, t.ID, ErrProvisioning, cur.Provisioner, seen)
 }
 
-// keepClaim renews token's claim on tenant id every ProvisionHeartbeat
-// until the returned function is called.
-func (s *Store) keepClaim(ctx context.Context, id tenancy.ID, token string) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
+// provision runs apply for t under token's claim, renewing it every
+// ProvisionHeartbeat, and releases the claim if apply fails or panics.
+func (s *Store) provision(ctx context.Context, t Tenant, sh Shard, token string, apply ApplyFunc) (err error) {
+	// The renewal outlives a cancelled ctx as long as apply runs: a
+	// claim that lapsed under a still running apply would let another
+	// create run beside it.
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -73,21 +77,35 @@ func (s *Store) keepClaim(ctx context.Context, id tenancy.ID, token string) (sto
 		defer tick.Stop()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-hctx.Done():
 				return
 			case <-tick.C:
 				// A failed renewal is retried at the next tick; activate
 				// checks the claim in the end.
-				_, _ = s.client.Tenant.Update().Where(enttenant.ID(id), enttenant.Provisioner(token)).
-					SetProvisionerSeen(time.Now()).Save(ctx)
+				rctx, rcancel := context.WithTimeout(hctx, claimTimeout)
+				_, _ = s.db.ExecContext(rctx, renewSQL, t.ID, token)
+				rcancel()
 			}
 		}
 	}()
-	return func() { cancel(); <-done }
+	defer func() {
+		cancel()
+		<-done
+		if r := recover(); r != nil {
+			s.unclaim(ctx, t.ID, token)
+			panic(r)
+		}
+		if err != nil {
+			s.unclaim(ctx, t.ID, token)
+		}
+	}()
+	return apply(ctx, sh, t.Placement.Schema)
 }
 
-// unclaim releases token's claim on tenant id (after a failed apply).
+// unclaim releases token's claim on tenant id, so that a retry resumes at
+// once instead of after ProvisionStaleAfter.
 func (s *Store) unclaim(ctx context.Context, id tenancy.ID, token string) {
-	_, _ = s.client.Tenant.Update().Where(enttenant.ID(id), enttenant.Provisioner(token)).
-		SetProvisioner("").ClearProvisionerSeen().Save(ctx)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+	defer cancel()
+	_, _ = s.db.ExecContext(ctx, unclaimSQL, id, token)
 }

@@ -83,3 +83,45 @@ func TestConcurrentCreateOfOneSlug(t *testing.T) {
 		require.False(t, errors.Is(err, registry.ErrExists))
 	})
 }
+
+// A create whose apply panics (and whose caller recovers) or whose
+// activation fails releases its claim and stops renewing it: a retry
+// resumes at once instead of waiting ProvisionStaleAfter for a claim
+// nobody holds.
+func TestClaimReleasedOnFailure(t *testing.T) {
+	s, dsn := newStore(t)
+	ctx := context.Background()
+	require.NoError(t, s.AddShard(ctx, registry.Shard{Name: "s0", DSN: shardDSN(t, 0), Accepting: true}))
+	noop := func(context.Context, registry.Shard, string) error { return nil }
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+
+	t.Run("apply panics", func(t *testing.T) {
+		func() {
+			defer func() { require.Equal(t, "apply: boom", recover()) }()
+			_, _ = s.CreateTenant(ctx, registry.NewTenant{Slug: "panics"}, func(context.Context, registry.Shard, string) error {
+				panic("apply: boom")
+			})
+		}()
+		time.Sleep(registry.ProvisionHeartbeat + 500*time.Millisecond) // a renewal that still ran would show
+		var provisioner string
+		var renewed bool
+		require.NoError(t, conn.QueryRow(ctx, `SELECT provisioner, provisioner_seen IS NOT NULL FROM tenants WHERE slug = 'panics'`).Scan(&provisioner, &renewed))
+		require.Empty(t, provisioner, "the claim is released")
+		require.False(t, renewed, "nothing renews the released claim")
+		_, err := s.CreateTenant(ctx, registry.NewTenant{Slug: "panics"}, noop)
+		require.NoError(t, err, "a retry resumes the tenant")
+	})
+
+	t.Run("activation fails", func(t *testing.T) {
+		cctx, cancel := context.WithCancel(ctx)
+		_, err := s.CreateTenant(cctx, registry.NewTenant{Slug: "cancelled"}, func(context.Context, registry.Shard, string) error {
+			cancel() // the client goes away just as the schema is ready
+			return nil
+		})
+		require.ErrorIs(t, err, context.Canceled)
+		_, err = s.CreateTenant(ctx, registry.NewTenant{Slug: "cancelled"}, noop)
+		require.NoError(t, err, "a retry resumes the tenant")
+	})
+}

@@ -432,7 +432,7 @@ func (s *Store) register(ctx context.Context, nt NewTenant, token string) (Tenan
 			}
 		}
 		et, err := tx.Tenant.Create().SetID(nt.ID).SetSlug(nt.Slug).SetPlanID(planID).
-			SetState(enttenant.StateProvisioning).SetProvisioner(token).SetNillableProvisionerSeen(seen(token)).Save(ctx)
+			SetState(enttenant.StateProvisioning).SetProvisioner(token).Save(ctx)
 		if err != nil {
 			return err
 		}
@@ -517,7 +517,7 @@ func (s *Store) CreateTenant(ctx context.Context, nt NewTenant, apply ApplyFunc)
 			}
 			t = cur
 			if sh, err = s.Shard(ctx, t.Placement.Shard); err != nil {
-				s.unclaim(context.WithoutCancel(ctx), t.ID, token)
+				s.unclaim(ctx, t.ID, token)
 				return t, err
 			}
 		default:
@@ -527,16 +527,18 @@ func (s *Store) CreateTenant(ctx context.Context, nt NewTenant, apply ApplyFunc)
 		return Tenant{}, err
 	}
 	if apply != nil {
-		stop := s.keepClaim(ctx, t.ID, token)
-		err := apply(ctx, sh, t.Placement.Schema)
-		stop()
-		if err != nil {
-			s.unclaim(context.WithoutCancel(ctx), t.ID, token)
+		if err := s.provision(ctx, t, sh, token, apply); err != nil {
 			return t, fmt.Errorf("registry: provision tenant %q (%s) in schema %s on shard %s (run the same create again to resume): %w",
 				t.Slug, t.ID, t.Placement.Schema, sh.Name, err)
 		}
 	}
-	return s.activate(ctx, t, token)
+	at, err := s.activate(ctx, t, token)
+	if err != nil && !errors.Is(err, ErrProvisioning) {
+		// Not activated, or activated and the answer lost (then the
+		// claim is gone already): a retry resumes at once.
+		s.unclaim(ctx, t.ID, token)
+	}
+	return at, err
 }
 
 // activateSQL makes a provisioning tenant that token provisions active,

@@ -170,7 +170,7 @@ var (
 		{Name: "slug", Type: field.TypeString, Unique: true, Size: 63},
 		{Name: "state", Type: field.TypeEnum, Enums: []string{"provisioning", "active", "read_only", "suspended", "moving", "offboarded", "deleted"}, Default: "provisioning"},
 		{Name: "provisioner", Type: field.TypeString, Size: 64, Default: ""},
-		{Name: "provisioner_seen", Type: field.TypeTime, Nullable: true},
+		{Name: "provisioner_seen", Type: field.TypeTime, Nullable: true, Default: "CURRENT_TIMESTAMP"},
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "updated_at", Type: field.TypeTime},
 		{Name: "plan_id", Type: field.TypeInt},

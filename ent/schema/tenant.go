@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"entgo.io/ent"
+	entsql "entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/schema"
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
@@ -31,7 +32,8 @@ func (Tenant) Fields() []ent.Field {
 		field.String("provisioner").Default("").MaxLen(64).
 			Comment("Who provisions the tenant now (a random token), empty when nobody does: a second create of the same slug must not provision it too."),
 		field.Time("provisioner_seen").Optional().Nillable().
-			Comment("When the provisioner last said it was alive; an older claim may be taken over (its runner died)."),
+			Annotations(entsql.Default("CURRENT_TIMESTAMP")).
+			Comment("When the provisioner last said it was alive (the registry's clock); an older claim may be taken over (its runner died)."),
 		field.Time("created_at").Default(time.Now).Immutable(),
 		field.Time("updated_at").Default(time.Now).UpdateDefault(time.Now),
 	}
