@@ -107,8 +107,8 @@ func (c *checker) findWrappers() {
 			}
 			for i, lhs := range as.Lhs {
 				v := c.packageVar(lhs)
-				if v == nil {
-					continue
+				if v == nil || !canHoldFunc(c.pass.TypesInfo.TypeOf(lhs), nil) {
+					continue // data computed unscoped is not a way to run unscoped
 				}
 				nd := assigned[v]
 				if nd == nil {
@@ -129,6 +129,7 @@ func (c *checker) findWrappers() {
 			return true
 		})
 	}
+	linknames := linknames(c.pass.Files)
 	for _, f := range c.pass.Files {
 		if !c.cfg.tests && c.isTest(f) {
 			continue // out of sight unless -tests
@@ -143,9 +144,12 @@ func (c *checker) findWrappers() {
 				if d.Body == nil {
 					// A declaration without a body may be the hatch
 					// itself under another name.
-					if h := c.cfg.linkedHatch(linkname(f, d.Name.Name)); h != nil {
+					if h := c.cfg.linkedHatch(linknames[d.Name.Name]); h != nil {
 						c.linked[fn] = h
 						nodes = append(nodes, &node{obj: fn})
+						if !c.reportsIn(f) {
+							c.quietDecl[fn] = true
+						}
 					}
 					continue
 				}
@@ -228,18 +232,58 @@ func (c *checker) findWrappers() {
 	}
 }
 
-// linkname returns the target of f's //go:linkname directive for the
-// function named local, or "".
-func linkname(f *ast.File, local string) string {
-	for _, g := range f.Comments {
-		for _, cm := range g.List {
-			fields := strings.Fields(cm.Text)
-			if len(fields) == 3 && fields[0] == "//go:linkname" && fields[1] == local {
-				return fields[2]
+// linknames maps the local names of the package's //go:linkname
+// directives to their targets. The compiler takes a directive from any
+// file of the package, not only the declaring one.
+func linknames(files []*ast.File) map[string]string {
+	m := map[string]string{}
+	for _, f := range files {
+		for _, g := range f.Comments {
+			for _, cm := range g.List {
+				if fields := strings.Fields(cm.Text); len(fields) == 3 && fields[0] == "//go:linkname" {
+					m[fields[1]] = fields[2]
+				}
 			}
 		}
 	}
-	return ""
+	return m
+}
+
+// canHoldFunc reports whether a value of type t can hold a function,
+// directly or inside: a function, an interface, a type parameter, or a
+// pointer, slice, array, channel, map or struct with one.
+func canHoldFunc(t types.Type, seen map[types.Type]bool) bool {
+	if t == nil || seen[t] {
+		return false
+	}
+	if seen == nil {
+		seen = map[types.Type]bool{}
+	}
+	seen[t] = true
+	if _, ok := types.Unalias(t).(*types.TypeParam); ok {
+		return true
+	}
+	switch u := types.Unalias(t).Underlying().(type) {
+	case *types.Signature, *types.Interface:
+		return true
+	case *types.Pointer:
+		return canHoldFunc(u.Elem(), seen)
+	case *types.Slice:
+		return canHoldFunc(u.Elem(), seen)
+	case *types.Array:
+		return canHoldFunc(u.Elem(), seen)
+	case *types.Chan:
+		return canHoldFunc(u.Elem(), seen)
+	case *types.Map:
+		return canHoldFunc(u.Key(), seen) || canHoldFunc(u.Elem(), seen)
+	case *types.Struct:
+		for f := range u.Fields() {
+			if canHoldFunc(f.Type(), seen) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // packageVar returns the package-level variable of this package that an

@@ -40,6 +40,16 @@ func TestDefaults(t *testing.T) {
 	)
 }
 
+// TestAssignedAndLinked: a package variable that holds data computed
+// unscoped is no wrapper; a go:linkname alias of the hatch is found whatever
+// file holds the directive, and reported at its callers when it is declared
+// in a generated file.
+func TestAssignedAndLinked(t *testing.T) {
+	analysistest.Run(t, analysistest.TestData(), lint.Analyzer,
+		"example.com/stats/internal/admin", "example.com/stats/api",
+		"example.com/linkfile", "example.com/linkgen")
+}
+
 // TestTests reports in test files, internal and external, when configured.
 func TestTests(t *testing.T) {
 	c := lint.DefaultConfig()
