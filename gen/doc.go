@@ -14,11 +14,13 @@
 //     tenant filter).
 //
 // The generator sees where a schema's hooks and interceptors come from, not
-// what they are, so the generated NewClient also checks, with
+// what they are, so the generated runtime package also checks, with
 // tenancy.CheckEnforced, that every tenant-scoped schema runs the mixin's
-// own filter and hook, and panics before any query runs if one does not (a
-// mixin built on tenancy.Mixin that overrides them, or a runtime package
-// that is not imported).
+// own filter and hook, and panics in its init, before main, if one does
+// not (a mixin built on tenancy.Mixin that overrides them). The check sits
+// in the runtime package, not in NewClient, because a client may be built
+// during package initialization, before the runtime package has set the
+// hooks.
 //
 // Use it from an entc program:
 //

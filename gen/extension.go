@@ -29,13 +29,18 @@ type Extension struct {
 var _ entc.Extension = Extension{}
 
 // Templates adds WhereP to every query builder, raw SQL through the scoped
-// driver, and a check in NewClient that the tenant-scoped schemas' hooks
-// and interceptors are tenancy.Mixin's (tenancy.CheckEnforced).
+// driver, and to the runtime package a check, when the program starts,
+// that the tenant-scoped schemas' hooks and interceptors are
+// tenancy.Mixin's (tenancy.CheckEnforced).
 func (Extension) Templates() []*entgen.Template {
+	funcs := template.FuncMap{"tenantScoped": func(t *entgen.Type) bool { return scopeOf(t) == tenancy.ScopeTenant }}
 	return []*entgen.Template{
-		entgen.MustParse(entgen.NewTemplate("tenantry").
-			Funcs(template.FuncMap{"tenantScoped": func(t *entgen.Type) bool { return scopeOf(t) == tenancy.ScopeTenant }}).
-			ParseFS(templates, "template/*.tmpl")),
+		entgen.MustParse(entgen.NewTemplate("tenantry").Funcs(funcs).ParseFS(templates, "template/tenantry.tmpl")),
+		entgen.MustParse(entgen.NewTemplate("tenantry-runtime").Funcs(funcs).
+			SkipIf(func(g *entgen.Graph) bool {
+				return !slices.ContainsFunc(g.Nodes, func(t *entgen.Type) bool { return scopeOf(t) == tenancy.ScopeTenant })
+			}).
+			ParseFS(templates, "template/runtime.tmpl")),
 	}
 }
 

@@ -79,21 +79,6 @@ type (
 // newConfig creates a new config for the client.
 func newConfig(opts ...Option) config {
 	cfg := config{log: log.Println, hooks: &hooks{}, inters: &inters{}}
-	if err := tenancy.CheckEnforced("Customer", customer.Hooks[:], customer.Interceptors[:]); err != nil {
-		panic(err)
-	}
-	if err := tenancy.CheckEnforced("LineItem", lineitem.Hooks[:], lineitem.Interceptors[:]); err != nil {
-		panic(err)
-	}
-	if err := tenancy.CheckEnforced("Order", order.Hooks[:], order.Interceptors[:]); err != nil {
-		panic(err)
-	}
-	if err := tenancy.CheckEnforced("OrderTag", ordertag.Hooks[:], ordertag.Interceptors[:]); err != nil {
-		panic(err)
-	}
-	if err := tenancy.CheckEnforced("Tag", tag.Hooks[:], tag.Interceptors[:]); err != nil {
-		panic(err)
-	}
 	cfg.options(opts...)
 	return cfg
 }

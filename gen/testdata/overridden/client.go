@@ -65,12 +65,6 @@ type (
 // newConfig creates a new config for the client.
 func newConfig(opts ...Option) config {
 	cfg := config{log: log.Println, hooks: &hooks{}, inters: &inters{}}
-	if err := tenancy.CheckEnforced("Journal", journal.Hooks[:], journal.Interceptors[:]); err != nil {
-		panic(err)
-	}
-	if err := tenancy.CheckEnforced("Ledger", ledger.Hooks[:], ledger.Interceptors[:]); err != nil {
-		panic(err)
-	}
 	cfg.options(opts...)
 	return cfg
 }
