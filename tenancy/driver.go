@@ -472,6 +472,11 @@ func unsent(err error) bool {
 // behind one Sync (one write, one round trip) and returns the reader
 // positioned at the statement's result.
 func send(ctx context.Context, c *pgx.Conn, st *connState, begin string, settings *scopeValues, query string, args []any) (*pgconn.MultiResultReader, *pgconn.ResultReader, error) {
+	if len(args) > maxParams {
+		// The protocol counts parameters in 16 bits; pgconn would fail
+		// the batch with an error that names the scope statement.
+		return nil, nil, &encodeError{fmt.Errorf("%d arguments: PostgreSQL takes at most %d per statement; split the statement (e.g. an IN list into batches)", len(args), maxParams)}
+	}
 	sd, borrowed, err := st.prepare(ctx, c, settings, query)
 	if err != nil {
 		return nil, nil, err
@@ -526,6 +531,9 @@ func send(ctx context.Context, c *pgx.Conn, st *connState, begin string, setting
 	}
 	return mrr, mrr.ResultReader(), nil
 }
+
+// maxParams is the most parameters the protocol lets a statement have.
+const maxParams = 65535
 
 // lent marks err as the error of a borrowed statement description.
 func lent(borrowed bool, err error) error {

@@ -58,6 +58,21 @@ func TestUnknownTenant(t *testing.T) {
 	require.ErrorIs(t, err, tenancy.ErrUnknownTenant)
 }
 
+// More arguments than the protocol's 65535 failed with "apply tenant
+// settings: too many parameter format codes", blaming the scope statement.
+func TestTooManyArguments(t *testing.T) {
+	env := apptest.New(t)
+	ids := make([]uuid.UUID, 70000)
+	for i := range ids {
+		ids[i] = uuid.New()
+	}
+	_, err := env.Client.Customer.Query().Where(customer.IDIn(ids...)).All(apptest.Ctx(apptest.A))
+	require.ErrorContains(t, err, "70001 arguments: PostgreSQL takes at most 65535 per statement")
+	n, err := env.Client.Customer.Query().Count(apptest.Ctx(apptest.A))
+	require.NoError(t, err, "the connection serves the next statement")
+	require.GreaterOrEqual(t, n, 0)
+}
+
 func TestUnscopedSeesEveryTenantOfTheSharedSchema(t *testing.T) {
 	env := apptest.New(t)
 	ea, eb := uniqueEmail(), uniqueEmail()
