@@ -155,7 +155,7 @@ func runHTTP(ctx context.Context, s *steps, w io.Writer, clusters []*pgtest.Clus
 			return "", err
 		}
 		d.adminToken = randomHex(16)
-		fleet := &admin.Fleet{Client: stack.Client, Resolver: d.router, Tenants: func(context.Context) ([]tenancy.ID, error) {
+		fleet := &admin.Fleet{Client: stack.Admin, Resolver: d.router, Tenants: func(context.Context) ([]tenancy.ID, error) {
 			ids := make([]tenancy.ID, len(d.tenants))
 			for i, t := range d.tenants {
 				ids[i] = t.id
@@ -169,7 +169,7 @@ func runHTTP(ctx context.Context, s *steps, w io.Writer, clusters []*pgtest.Clus
 		srv, err := server.New(server.Config{
 			API: &api.API{Client: stack.Client}, Auth: d.auth, Admin: adminHandler, Metrics: reg, Log: quiet,
 			Ready: server.ShardChecks(d.router.Shards()), ShutdownTimeout: 5 * time.Second,
-			Precheck: stack.Gate.Check,
+			Precheck: stack.Gate.Check, OpsToken: d.adminToken,
 		})
 		if err != nil {
 			return "", err
@@ -692,7 +692,7 @@ func (d *httpDemo) printKeep(w io.Writer) {
 	fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' -d '{\"name\":\"new\"}' %s/v1/tags\n", acme.token, d.url)
 	fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/v1/orders/%s   # another tenant's order: 404\n", acme.token, d.url, d.tenants[2].order)
 	fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/admin/v1/tenants/counts\n", d.adminToken, d.url)
-	fmt.Fprintf(w, "  curl -s %s/metrics | grep -E '^(app_http|tenantry)_' | head\n", d.url)
+	fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/metrics | grep -E '^(app_http|tenantry)_' | head\n", d.adminToken, d.url)
 }
 
 // shutdown stops the server gracefully and reports how long the drain took.

@@ -6,17 +6,21 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
 
+	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tenantry/tenantry/examples/app/ent"
 	"github.com/tenantry/tenantry/examples/app/ent/customer"
 	"github.com/tenantry/tenantry/examples/app/ent/lineitem"
 	"github.com/tenantry/tenantry/examples/app/ent/order"
 	"github.com/tenantry/tenantry/examples/app/ent/ordertag"
+	"github.com/tenantry/tenantry/examples/app/ent/predicate"
 	"github.com/tenantry/tenantry/examples/app/ent/tag"
 )
 
@@ -28,6 +32,7 @@ const (
 	MaxLineItems    = 500
 	MaxQuantity     = 1_000_000
 	MaxUnitPrice    = 1_000_000_000_00 // one billion in cents
+	MaxNoteBytes    = 4000
 )
 
 // API serves the endpoints of one app over a generated client.
@@ -425,6 +430,16 @@ type orderInput struct {
 	LineItems  []lineItemInput `json:"line_items"`
 }
 
+// check refuses input the schema does not bound: a note is free text, and
+// a page of 200 orders of 1 MiB each would cost every tenant of the
+// process memory and time.
+func (in *orderInput) check() error {
+	if in.Note != nil && len(*in.Note) > MaxNoteBytes {
+		return badInput("note_too_long", "note is at most %d bytes", MaxNoteBytes)
+	}
+	return nil
+}
+
 func status(s *string) (*order.Status, error) {
 	if s == nil {
 		return nil, nil
@@ -484,6 +499,9 @@ func (a *API) createOrder(w http.ResponseWriter, r *http.Request) error {
 	if in.Number == nil {
 		return badInput("missing_field", "number is required")
 	}
+	if err := in.check(); err != nil {
+		return err
+	}
 	st, err := status(in.Status)
 	if err != nil {
 		return err
@@ -497,10 +515,13 @@ func (a *API) createOrder(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		total += sum // at most 500 * 1e6 * 1e11: no overflow
+		if total > math.MaxInt64-sum {
+			return badInput("total_too_large", "the order's total exceeds %d cents", int64(math.MaxInt64))
+		}
+		total += sum
 	}
 	ctx := r.Context()
-	var id uuid.UUID
+	var out *ent.Order
 	err = a.inTx(ctx, func(tx *ent.Tx) error {
 		if err := customerExists(ctx, tx.Customer, in.CustomerID); err != nil {
 			return err
@@ -510,28 +531,30 @@ func (a *API) createOrder(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		id = o.ID
-		if len(in.LineItems) == 0 {
-			return nil
+		if len(in.LineItems) > 0 {
+			if err := tx.LineItem.MapCreateBulk(in.LineItems, func(c *ent.LineItemCreate, i int) {
+				li := in.LineItems[i]
+				c.SetOrderID(o.ID).SetSku(li.SKU).SetQuantity(li.Quantity).SetUnitPriceCents(li.UnitPriceCents)
+			}).Exec(ctx); err != nil {
+				return err
+			}
 		}
-		return tx.LineItem.MapCreateBulk(in.LineItems, func(c *ent.LineItemCreate, i int) {
-			li := in.LineItems[i]
-			c.SetOrderID(o.ID).SetSku(li.SKU).SetQuantity(li.Quantity).SetUnitPriceCents(li.UnitPriceCents)
-		}).Exec(ctx)
+		out, err = orderWithEdges(ctx, tx.Order, o.ID)
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	o, err := a.orderWithEdges(ctx, id)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, orderView(o))
+	writeJSON(w, http.StatusCreated, orderView(out))
 	return nil
 }
 
 func (a *API) orderWithEdges(ctx context.Context, id uuid.UUID) (*ent.Order, error) {
-	return a.Client.Order.Query().Where(order.ID(id)).
+	return orderWithEdges(ctx, a.Client.Order, id)
+}
+
+func orderWithEdges(ctx context.Context, c *ent.OrderClient, id uuid.UUID) (*ent.Order, error) {
+	return c.Query().Where(order.ID(id)).
 		WithLineItems(func(q *ent.LineItemQuery) { q.Order(ent.Asc(lineitem.FieldSku), ent.Asc(lineitem.FieldID)) }).
 		WithTags(func(q *ent.TagQuery) { q.Order(ent.Asc(tag.FieldName)) }).
 		Only(ctx)
@@ -562,22 +585,27 @@ func (a *API) updateOrder(w http.ResponseWriter, r *http.Request) error {
 	if in.LineItems != nil {
 		return badInput("read_only_field", "line items change through /v1/orders/{id}/line_items")
 	}
+	if err := in.check(); err != nil {
+		return err
+	}
 	st, err := status(in.Status)
 	if err != nil {
 		return err
 	}
 	ctx := r.Context()
+	var o *ent.Order
 	err = a.inTx(ctx, func(tx *ent.Tx) error {
 		if err := customerExists(ctx, tx.Customer, in.CustomerID); err != nil {
 			return err
 		}
-		return tx.Order.UpdateOneID(id).SetNillableNumber(in.Number).SetNillableStatus(st).
-			SetNillableNote(in.Note).SetNillableCustomerID(in.CustomerID).Exec(ctx)
-	})
-	if err != nil {
+		if err := tx.Order.UpdateOneID(id).SetNillableNumber(in.Number).SetNillableStatus(st).
+			SetNillableNote(in.Note).SetNillableCustomerID(in.CustomerID).Exec(ctx); err != nil {
+			return err
+		}
+		var err error
+		o, err = orderWithEdges(ctx, tx.Order, id)
 		return err
-	}
-	o, err := a.orderWithEdges(ctx, id)
+	})
 	if err != nil {
 		return err
 	}
@@ -700,6 +728,10 @@ func (a *API) tagOrder(w http.ResponseWriter, r *http.Request) error {
 		}
 		return tx.OrderTag.Create().SetOrderID(oid).SetTagID(tid).Exec(ctx)
 	})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "order_tags_pkey" {
+		err = nil // a concurrent PUT linked them: idempotent
+	}
 	if err != nil {
 		return err
 	}
@@ -832,7 +864,11 @@ func (a *API) listTagOrders(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Through the join rows (tenant-scoped), not HasTagsWith, which Ent
 	// builds as a subquery that the tenant interceptor does not reach.
-	links, err := a.Client.OrderTag.Query().Where(ordertag.TagID(id)).All(ctx)
+	lq := a.Client.OrderTag.Query().Where(ordertag.TagID(id)).Order(ordertag.ByOrderID()).Limit(p.limit + 1)
+	if p.after != nil {
+		lq.Where(predicate.OrderTag(sql.FieldGT(ordertag.FieldOrderID, *p.after)))
+	}
+	links, err := lq.All(ctx)
 	if err != nil {
 		return err
 	}
@@ -840,11 +876,7 @@ func (a *API) listTagOrders(w http.ResponseWriter, r *http.Request) error {
 	for i, l := range links {
 		ids[i] = l.OrderID
 	}
-	q := a.Client.Order.Query().Where(order.IDIn(ids...)).Order(ent.Asc(order.FieldID)).Limit(p.limit + 1)
-	if p.after != nil {
-		q.Where(order.IDGT(*p.after))
-	}
-	rows, err := q.All(ctx)
+	rows, err := a.Client.Order.Query().Where(order.IDIn(ids...)).Order(ent.Asc(order.FieldID)).All(ctx)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +41,13 @@ type Config struct {
 	// Metrics receives the server's collectors and is served on /metrics.
 	// nil: a new registry.
 	Metrics *prometheus.Registry
+	// OpsToken guards what operators see: /metrics (tenant ids, plans and
+	// activity) and the reasons of failing readiness checks (hosts, roles,
+	// database names) are served only to requests that carry
+	// "Authorization: Bearer <OpsToken>". Empty: /metrics answers 404 and
+	// /readyz names its checks without reasons. Anyone may ask /healthz
+	// and whether /readyz is ready.
+	OpsToken string
 	// Log receives the access log and errors (default slog.Default()).
 	Log *slog.Logger
 	// ShutdownTimeout bounds the drain of in-flight requests (default 20 s).
@@ -112,7 +121,18 @@ func New(cfg Config) (*Server, error) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	root.HandleFunc("GET /readyz", s.ready)
-	root.Handle("GET /metrics", promhttp.HandlerFor(cfg.Metrics, promhttp.HandlerOpts{Registry: cfg.Metrics}))
+	metrics := promhttp.HandlerFor(cfg.Metrics, promhttp.HandlerOpts{Registry: cfg.Metrics})
+	root.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case cfg.OpsToken == "":
+			http.NotFound(w, r)
+		case !s.operator(r):
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ops"`)
+			http.Error(w, "/metrics needs the operators' token (Authorization: Bearer ...)", http.StatusUnauthorized)
+		default:
+			metrics.ServeHTTP(w, r)
+		}
+	})
 	if cfg.Admin != nil {
 		root.Handle("/admin/", cfg.Admin)
 	}
@@ -221,7 +241,14 @@ func (s *Server) observe(next http.Handler) http.Handler {
 	})
 }
 
-// ready answers /readyz: 503 while draining or when a check fails.
+// operator reports whether r carries the operators' token.
+func (s *Server) operator(r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && s.cfg.OpsToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.OpsToken)) == 1
+}
+
+// ready answers /readyz: 503 while draining or when a check fails. The
+// reasons of failing checks go to the log, and to operators (OpsToken).
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	type result struct {
 		Name  string `json:"name"`
@@ -249,9 +276,14 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() { // read after the checks, which may take a while
 		out.Checks = append(out.Checks, result{Name: "server", Error: "shutting down"})
 	}
-	for _, c := range out.Checks {
+	operator := s.operator(r)
+	for i, c := range out.Checks {
 		if !c.OK {
 			out.Ready = false
+			s.log.Warn("not ready", "check", c.Name, "error", c.Error)
+			if !operator && i < len(s.cfg.Ready) { // "shutting down" tells nothing
+				out.Checks[i].Error = ""
+			}
 		}
 	}
 	status := http.StatusOK

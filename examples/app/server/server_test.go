@@ -25,6 +25,8 @@ import (
 
 // newServer returns a server without a database: these tests exercise
 // the endpoints that need none. drain is its ShutdownTimeout.
+const opsToken = "ops-token-for-the-test"
+
 func newServer(t *testing.T, checks []server.Check, logs io.Writer, drain time.Duration) (*server.Server, *prometheus.Registry) {
 	t.Helper()
 	a, err := auth.New(auth.Config{Secret: []byte(strings.Repeat("k", 32))})
@@ -33,7 +35,7 @@ func newServer(t *testing.T, checks []server.Check, logs io.Writer, drain time.D
 	}
 	reg := prometheus.NewRegistry()
 	s, err := server.New(server.Config{
-		API: &api.API{}, Auth: a, Ready: checks, Metrics: reg,
+		API: &api.API{}, Auth: a, Ready: checks, Metrics: reg, OpsToken: opsToken,
 		Log: slog.New(slog.NewJSONHandler(logs, nil)), ShutdownTimeout: drain,
 	})
 	if err != nil {
@@ -186,8 +188,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 	if code, body := get(t, url+"/healthz"); code != 200 || body != "ok\n" {
 		t.Errorf("/healthz: %d %q", code, body)
 	}
-	code, body := get(t, url+"/readyz")
-	var ready struct {
+	type readiness struct {
 		Ready  bool
 		Checks []struct {
 			Name  string
@@ -195,18 +196,39 @@ func TestHealthReadyMetrics(t *testing.T) {
 			Error string
 		}
 	}
-	if err := json.Unmarshal([]byte(body), &ready); err != nil || code != 503 || ready.Ready || len(ready.Checks) != 2 ||
-		!ready.Checks[0].OK || ready.Checks[1].OK || ready.Checks[1].Error != failing.Error() {
-		t.Errorf("/readyz with a failing shard: %d %s", code, body)
+	// Operators see why a check fails; anyone else only that it does (the
+	// reason names hosts, roles and databases).
+	for _, tc := range []struct {
+		header []string
+		reason string
+	}{
+		{[]string{"Authorization", "Bearer " + opsToken}, failing.Error()},
+		{nil, ""},
+		{[]string{"Authorization", "Bearer wrong"}, ""},
+	} {
+		code, body := get(t, url+"/readyz", tc.header...)
+		var ready readiness
+		if err := json.Unmarshal([]byte(body), &ready); err != nil || code != 503 || ready.Ready || len(ready.Checks) != 2 ||
+			!ready.Checks[0].OK || ready.Checks[1].OK || ready.Checks[1].Name != "shard0" || ready.Checks[1].Error != tc.reason {
+			t.Errorf("/readyz with a failing shard (%v): %d %s", tc.header, code, body)
+		}
+	}
+	if !strings.Contains(logs.String(), failing.Error()) {
+		t.Errorf("the failing check's reason is not logged: %s", logs.String())
 	}
 	const secret = "Bearer sekrit-token-that-must-not-be-logged"
 	if code, _ := get(t, url+"/v1/orders/123", "Authorization", secret); code != 401 {
 		t.Errorf("bad token: %d", code)
 	}
-	code, body = get(t, url+"/metrics")
+	for _, h := range [][]string{nil, {"Authorization", "Bearer wrong"}, {"Authorization", opsToken}} {
+		if code, body := get(t, url+"/metrics", h...); code != 401 || strings.Contains(body, "app_http") {
+			t.Errorf("/metrics without the operators' token (%v): %d %.80s", h, code, body)
+		}
+	}
+	code, body := get(t, url+"/metrics", "Authorization", "Bearer "+opsToken)
 	for _, want := range []string{
 		`app_http_requests_total{code="401",method="GET",route="GET /v1/orders/{id}"} 1`,
-		`app_http_requests_total{code="503",method="GET",route="/readyz"} 1`,
+		`app_http_requests_total{code="503",method="GET",route="/readyz"} 3`,
 		`app_http_request_duration_seconds_bucket{route="/healthz"`,
 	} {
 		if code != 200 || !strings.Contains(body, want) {

@@ -20,7 +20,13 @@ import (
 // concurrency caps, fair queue, rate limits) that the metrics recorder
 // observes.
 type Stack struct {
-	Client   *ent.Client
+	Client *ent.Client
+	// Admin is the client for admin work across tenants (admin.Fleet):
+	// the same resolver without the gate and the per-tenant metrics, so
+	// that a report is neither charged to the plan of the tenant whose
+	// placement it reads through nor queued behind tenants; the shards'
+	// admin pools bound it.
+	Admin    *ent.Client
 	Gate     *admission.Gate
 	Recorder *metrics.Recorder
 }
@@ -52,7 +58,7 @@ func NewStack(resolver tenancy.Resolver, reg prometheus.Registerer, opts StackOp
 		}
 	}
 	drv := rec.Driver(tenancy.NewDriver(resolver, tenancy.WithGate(gate)), resolver)
-	return &Stack{Client: ent.NewClient(ent.Driver(drv)), Gate: gate, Recorder: rec}, nil
+	return &Stack{Client: ent.NewClient(ent.Driver(drv)), Admin: ent.NewClient(ent.Driver(tenancy.NewDriver(resolver))), Gate: gate, Recorder: rec}, nil
 }
 
 // ShardChecks returns a readiness check per shard: its app pool answers a

@@ -6,7 +6,7 @@
 //
 // Secrets come from the environment, never from flags (which ps shows):
 // APP_JWT_SECRET (at least 32 bytes, required), APP_ADMIN_TOKEN (enables
-// /admin/), APP_API_KEY_PEPPER (enables API keys; stored keys from
+// /admin/ and /metrics), APP_API_KEY_PEPPER (enables API keys; stored keys from
 // -api-keys). Tenants are routed by the registry (-registry or
 // TENANTRY_REGISTRY), or statically with -shard and -tenant. Rate limits
 // are per process, or shared across replicas through Redis (-redis).
@@ -234,12 +234,15 @@ func serve(ctx context.Context, args []string, log *slog.Logger) error {
 		// A tenant the rate limiter refused is turned away before its
 		// queries are built (80 ns instead of ~8 µs and 130 allocations).
 		Precheck: stack.Gate.Check,
+		// /metrics and the reasons of failing readiness checks are for
+		// operators, who hold the admin token.
+		OpsToken: os.Getenv("APP_ADMIN_TOKEN"),
 	}
 	if tok := os.Getenv("APP_ADMIN_TOKEN"); tok != "" {
 		// The fleet report reads across tenants (examples/app/admin, on the
 		// tenantlint allow-list); it is served only to the admin token.
 		h, err := admin.NewHandler( //tenantlint:ok admin endpoints behind APP_ADMIN_TOKEN; the hatch stays in examples/app/admin
-			&admin.Fleet{Client: stack.Client, Resolver: resolver, Tenants: lister}, tok)
+			&admin.Fleet{Client: stack.Admin, Resolver: resolver, Tenants: lister}, tok)
 		if err != nil {
 			return err
 		}
