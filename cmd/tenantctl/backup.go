@@ -52,7 +52,7 @@ func runTenantsBackup(ctx context.Context, sub string, args []string, stdout io.
 	var (
 		name, archive, mode, id string
 		parallel                int
-		replace, asNew          bool
+		replace, asNew, other   bool
 		nt                      registry.NewTenant
 		pf                      = &pitrFlags{} // pitr.go
 	)
@@ -65,6 +65,7 @@ func runTenantsBackup(ctx context.Context, sub string, args []string, stdout io.
 		fs.StringVar(&archive, "archive", "", "archive `name` to restore (see tenants backups)")
 		fs.BoolVar(&replace, "replace", false, "replace TENANT's data; the current copy is kept in a retired schema")
 		fs.BoolVar(&asNew, "as-new", false, "restore as a new tenant (a clone), registered and placed like tenants create")
+		fs.BoolVar(&other, "from-other-tenant", false, "with -replace: the archive is another tenant's, and its data is to replace TENANT's (a clone over a live tenant)")
 		fs.StringVar(&nt.Slug, "slug", "", "slug of the new tenant (-as-new)")
 		fs.StringVar(&id, "id", "", "tenant `UUID` of the new tenant (-as-new; default: random)")
 		fs.StringVar(&nt.Plan, "plan", registry.DefaultPlan, "plan of the new tenant (-as-new)")
@@ -200,6 +201,16 @@ func runTenantsBackup(ctx context.Context, sub string, args []string, stdout io.
 		}
 		if !replace {
 			return fmt.Errorf("tenants restore: tenant %s exists: add -replace to replace its data (the current copy is kept in a retired schema), or restore with -as-new", t.Slug)
+		}
+		// A typo in -archive must not swap another tenant's data into a
+		// live tenant: that takes saying so.
+		man, err := backup.ReadManifest(ctx, store, archive)
+		if err != nil {
+			return err
+		}
+		if man.Tenant != t.ID && !other {
+			return fmt.Errorf("tenants restore: archive %s holds tenant %s's data, not %s's (%s): check -archive (tenants backups %s lists its archives), or add -from-other-tenant to replace %s's data with it",
+				archive, man.Tenant, t.Slug, t.ID, t.Slug, t.Slug)
 		}
 		pool, err := ownerPool(ctx, s, t.Placement.Shard, roles.Owner, 1)
 		if err != nil {

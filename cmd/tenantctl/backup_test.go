@@ -111,6 +111,17 @@ func TestTenantsBackupRestore(t *testing.T) {
 	require.Equal(t, 30, customers("pooled", 0))
 	require.Equal(t, 20, customers("neighbour", 0))
 
+	// Another tenant's archive over a live tenant (a typo in -archive): refused
+	// unless said; nothing changes.
+	customers("neighbour", 3)
+	_, err = ctl("tenants", "restore", "-archive", "pooled-nightly", "-replace", "neighbour")
+	require.ErrorContains(t, err, "holds tenant")
+	require.ErrorContains(t, err, "-from-other-tenant")
+	require.Equal(t, 23, customers("neighbour", 0))
+	out = must("tenants", "restore", "-archive", acmeArchive, "-replace", "-from-other-tenant", "neighbour")
+	require.Contains(t, out, "(data of tenant ")
+	require.Equal(t, 40, customers("neighbour", 0))
+
 	// As a new tenant on the other shard, in a shared schema: registered,
 	// active, with the archive's rows under its own id.
 	sandbox := tenancy.NewID()
