@@ -9,6 +9,7 @@ import (
 
 	"github.com/tenantry/tenantry/ent"
 	entoffboarding "github.com/tenantry/tenantry/ent/offboarding"
+	entjob "github.com/tenantry/tenantry/ent/job"
 	enttenant "github.com/tenantry/tenantry/ent/tenant"
 	"github.com/tenantry/tenantry/tenancy"
 )
@@ -135,6 +136,14 @@ func (s *Store) Offboard(ctx context.Context, id tenancy.ID, opt OffboardOptions
 			o.RetiredSchema = RetiredSchemaName(t.ID)
 		}
 		err = s.inTx(ctx, func(tx *ent.Tx) error {
+			// A running job (a move, say) works on the tenant's data
+			// and would leave its traces in the retired schema, or put
+			// the tenant back where it was: it ends first.
+			if j, err := tx.Job.Query().Where(entjob.TenantRef(id), entjob.StateEQ(entjob.StateRunning)).First(ctx); err == nil {
+				return fmt.Errorf("%w (job %d, %s, phase %s): finish or abort it first (tenantctl tenants move -abort)", ErrJobRunning, j.ID, j.Kind, j.Phase)
+			} else if !ent.IsNotFound(err) {
+				return err
+			}
 			n, err := tx.Tenant.Update().Where(enttenant.ID(id), enttenant.StateEQ(enttenant.State(t.State))).
 				SetState(enttenant.StateOffboarded).Save(ctx)
 			if err != nil {

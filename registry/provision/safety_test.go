@@ -84,6 +84,26 @@ func TestInterruptedRestoreCanBeOffboarded(t *testing.T) {
 	require.NoError(t, err, "offboard -hard -force")
 }
 
+// TestOffboardWaitsForRunningJob: offboarding a tenant whose move was
+// stuck (its mover killed) retired the schema with the move's marker table
+// in it, and no restore of it worked after; the abort then claimed the
+// tenant served by its source. A running job is to end first.
+func TestOffboardWaitsForRunningJob(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	x := f.create(t, registry.NewTenant{Slug: "x", Shard: "s0"})
+	job, err := f.store.StartJob(ctx, "move", x.ID, "mover-1", "copy", nil)
+	require.NoError(t, err)
+	_, err = f.store.Offboard(ctx, x.ID, registry.OffboardOptions{Retention: time.Hour}, f.prov)
+	require.ErrorIs(t, err, registry.ErrJobRunning)
+	tn, err := f.store.Tenant(ctx, "x")
+	require.NoError(t, err)
+	require.Equal(t, registry.Active, tn.State, "nothing changed")
+	require.NoError(t, f.store.FinishJob(ctx, job.ID, "mover-1", registry.JobAborted, "aborted"))
+	_, err = f.store.Offboard(ctx, x.ID, registry.OffboardOptions{Retention: time.Hour}, f.prov)
+	require.NoError(t, err)
+}
+
 // TestPurgeRacesRestoreShared: an operator restores a shared tenant while
 // a purge of it is under way. One of them must win whole: the tenant
 // deleted with its rows (the restore refused), or restored with its rows.
