@@ -45,7 +45,7 @@ func runTenantsMove(ctx context.Context, sub string, args []string, stdout io.Wr
 		fs.StringVar(&to, "to", "", "target shard `name`")
 		fs.StringVar(&mode, "mode", string(registry.ModeSchema), "target placement: schema (own schema) or dedicated (the shard must hold no tenant)")
 		fs.BoolVar(&resume, "resume", false, "resume the tenant's move whose mover died (no heartbeat for -stale-after)")
-		fs.BoolVar(&force, "force", false, "with -resume: take the move over even if its mover's heartbeat is recent (only when it is known to be dead)")
+		fs.BoolVar(&force, "force", false, "with -resume: take the move over even if its mover's heartbeat is recent (only when it is known to be dead); with -to: move to a drained or full shard")
 		fs.BoolVar(&abort, "abort", false, "abort the tenant's move: it is served by its source as before")
 		fs.DurationVar(&dropRetired, "drop-retired", 0, "drop the sources that moves retired longer than this `retention` ago, on every shard (no TENANT)")
 		fs.StringVar(&progress, "progress", "auto", "progress line: auto (when stdout is a terminal), always or never")
@@ -118,7 +118,7 @@ func runTenantsMove(ctx context.Context, sub string, args []string, stdout io.Wr
 	if resume {
 		res, err = m.Resume(ctx, tenant, force)
 	} else {
-		res, err = m.Move(ctx, move.Request{Tenant: tenant, Shard: to, Mode: registry.Mode(mode)})
+		res, err = m.Move(ctx, move.Request{Tenant: tenant, Shard: to, Mode: registry.Mode(mode), Force: force})
 	}
 	if cfg.Progress != nil {
 		fmt.Fprint(stdout, "\r\033[K")

@@ -24,6 +24,10 @@ var (
 	ErrTargetExists = errors.New("move: the target schema exists on the target shard and is not a leftover of a move of this tenant: check it and drop or rename it first")
 	// ErrTargetNotEmpty: a dedicated placement needs a shard without tenants.
 	ErrTargetNotEmpty = errors.New("move: a dedicated placement needs a shard that holds no tenant: add an empty shard (tenantctl shards add)")
+	// ErrTargetRefuses: the target shard does not take the tenant: it
+	// holds a dedicated tenant, or it is drained (not accepting) or full.
+	// A drained or full shard takes it with Request.Force.
+	ErrTargetRefuses = errors.New("move: the target shard does not take more tenants: name another shard, or, for a drained or full shard you mean to fill, force it (-force)")
 	// ErrNotServable: the tenant is not in a state a move starts from
 	// (active or read_only).
 	ErrNotServable = errors.New("move: the tenant must be active or read_only to be moved")

@@ -241,6 +241,22 @@ func TestMoveToDedicated(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 3, n)
 
+	// The dedicated shard takes no other tenant, forced or not; a drained
+	// shard only forced.
+	other := f.tenant(t, "s0")
+	for _, force := range []bool{false, true} {
+		_, err = m.Move(ctx, move.Request{Tenant: other.Slug, Shard: "d", Force: force})
+		require.ErrorIs(t, err, move.ErrTargetRefuses)
+		require.ErrorContains(t, err, "dedicated shard")
+	}
+	require.NoError(t, f.store.SetAccepting(ctx, "s1", false))
+	_, err = m.Move(ctx, move.Request{Tenant: other.Slug, Shard: "s1"})
+	require.ErrorIs(t, err, move.ErrTargetRefuses)
+	require.ErrorContains(t, err, "drained")
+	got, err = f.store.Tenant(ctx, other.Slug)
+	require.NoError(t, err)
+	require.Equal(t, "s0", got.Placement.Shard)
+
 	families, err := reg.Gather()
 	require.NoError(t, err)
 	counts := map[string]uint64{}

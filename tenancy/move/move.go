@@ -175,6 +175,10 @@ type Request struct {
 	// Mode is the target placement mode: schema (default) or dedicated
 	// (the target shard must hold no tenant; it stops accepting others).
 	Mode registry.Mode
+	// Force moves the tenant to a shard that is drained (not accepting
+	// new tenants) or full. A shard that holds a dedicated tenant never
+	// takes another.
+	Force bool
 }
 
 // Result describes a finished move.
@@ -296,20 +300,29 @@ func (m *Mover) Move(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if req.Mode == registry.ModeDedicated {
-		n, err := m.cfg.Store.Tenants(ctx, registry.TenantFilter{Shard: target.Name})
-		if err != nil {
-			return nil, err
+	others, err := m.cfg.Store.Tenants(ctx, registry.TenantFilter{Shard: target.Name})
+	if err != nil {
+		return nil, err
+	}
+	live, dedicated := 0, ""
+	for _, o := range others {
+		if o.State == registry.Deleted {
+			continue
 		}
-		live := 0
-		for _, o := range n {
-			if o.State != registry.Deleted {
-				live++
-			}
+		live++
+		if o.Placement.Mode == registry.ModeDedicated {
+			dedicated = o.Slug
 		}
-		if live > 0 {
-			return nil, fmt.Errorf("tenant %s to shard %s (%d tenants): %w", t.Slug, target.Name, live, ErrTargetNotEmpty)
-		}
+	}
+	switch {
+	case req.Mode == registry.ModeDedicated && live > 0:
+		return nil, fmt.Errorf("tenant %s to shard %s (%d tenants): %w", t.Slug, target.Name, live, ErrTargetNotEmpty)
+	case dedicated != "":
+		return nil, fmt.Errorf("tenant %s to shard %s: it is tenant %s's dedicated shard: %w", t.Slug, target.Name, dedicated, ErrTargetRefuses)
+	case !req.Force && !target.Accepting:
+		return nil, fmt.Errorf("tenant %s to shard %s: it is drained (not accepting tenants): %w", t.Slug, target.Name, ErrTargetRefuses)
+	case !req.Force && live >= target.Capacity:
+		return nil, fmt.Errorf("tenant %s to shard %s: it is full (%d/%d tenants): %w", t.Slug, target.Name, live, target.Capacity, ErrTargetRefuses)
 	}
 	st := &state{From: t.Placement, PriorState: t.State,
 		To: registry.Placement{Shard: target.Name, Schema: t.Placement.Schema, Mode: req.Mode}}
