@@ -285,6 +285,8 @@ func TestPlanValidation(t *testing.T) {
 	ctx := context.Background()
 	for _, p := range []registry.Plan{
 		{Name: "neg", Limits: tenancy.Limits{StatementTimeout: -time.Second}},
+		{Name: "sub-ms", Limits: tenancy.Limits{StatementTimeout: 999 * time.Microsecond}}, // stored in ms: 0, no limit
+		{Name: "sub-ms-queue", Limits: tenancy.Limits{QueueTimeout: time.Nanosecond}},
 		{Name: "mem", Limits: tenancy.Limits{WorkMem: "lots"}},
 		{Name: "conns", Limits: tenancy.Limits{MaxConns: -1}},
 		{Name: "Bad Name"},

@@ -201,6 +201,10 @@ func validateLimits(l tenancy.Limits) error {
 		if d < 0 || d.Milliseconds() > math.MaxInt32 {
 			return fmt.Errorf("duration %s out of range", d)
 		}
+		if d > 0 && d < time.Millisecond {
+			// Stored in milliseconds, it would become 0: no limit.
+			return fmt.Errorf("duration %s below 1ms (0 means no limit; the smallest limit is 1ms)", d)
+		}
 	}
 	if l.MaxConns < 0 || l.Burst < 0 || l.RatePerSec < 0 || math.IsNaN(l.RatePerSec) || math.IsInf(l.RatePerSec, 0) {
 		return errors.New("negative admission limit")

@@ -255,6 +255,10 @@ func NewPlacement(tenant ID, shard *Shard, schema string, limits Limits, opts ..
 		if d < 0 || d.Milliseconds() > math.MaxInt32 {
 			return nil, fmt.Errorf("%w: timeout %s out of range", ErrInvalidPlacement, d)
 		}
+		if d > 0 && d < time.Millisecond {
+			// Sent in milliseconds, it would become 0: no limit.
+			return nil, fmt.Errorf("%w: timeout %s below 1ms (0 means no limit)", ErrInvalidPlacement, d)
+		}
 	}
 	if limits.MaxConns < 0 || limits.RatePerSec < 0 || math.IsNaN(limits.RatePerSec) || limits.Burst < 0 || limits.QueueTimeout < 0 {
 		return nil, fmt.Errorf("%w: negative admission limit", ErrInvalidPlacement)
