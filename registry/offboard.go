@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/tenantry/tenantry/ent"
-	entoffboarding "github.com/tenantry/tenantry/ent/offboarding"
 	entjob "github.com/tenantry/tenantry/ent/job"
+	entoffboarding "github.com/tenantry/tenantry/ent/offboarding"
 	enttenant "github.com/tenantry/tenantry/ent/tenant"
 	"github.com/tenantry/tenantry/tenancy"
 )
