@@ -159,7 +159,19 @@ func TestCreateTenantProvisions(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, registry.Provisioning, tn.State)
 
-	created, err := s.CreateTenant(ctx, registry.NewTenant{Slug: "acme"}, apply)
+	// A resume with another plan, mode or shard is refused, not ignored.
+	require.NoError(t, s.PutPlan(ctx, registry.Plan{Name: "gold"}))
+	require.NoError(t, s.AddShard(ctx, registry.Shard{Name: "s1", DSN: shardDSN(t, 0), Accepting: true}))
+	for _, nt := range []registry.NewTenant{
+		{Slug: "acme", Plan: "gold"},
+		{Slug: "acme", Mode: registry.ModeShared},
+		{Slug: "acme", Shard: "s1"},
+	} {
+		_, err = s.CreateTenant(ctx, nt, apply)
+		require.ErrorIs(t, err, registry.ErrExists, "%+v", nt)
+		require.ErrorContains(t, err, "is provisioning with")
+	}
+	created, err := s.CreateTenant(ctx, registry.NewTenant{Slug: "acme", Plan: registry.DefaultPlan, Mode: registry.ModeSchema, Shard: "s0"}, apply)
 	require.NoError(t, err)
 	require.Equal(t, tn.ID, created.ID)
 	require.Equal(t, registry.Active, created.State)

@@ -516,6 +516,10 @@ func (s *Store) CreateTenant(ctx context.Context, nt NewTenant, apply ApplyFunc)
 		case lerr != nil:
 			return Tenant{}, err
 		case cur.State == Provisioning && (nt.ID.IsZero() || nt.ID == cur.ID):
+			if diff := nt.differs(cur); diff != "" {
+				return Tenant{}, fmt.Errorf("registry: tenant %q (%s) is provisioning %s: %w: resume it with the same create (or leave the field out)",
+					nt.Slug, cur.ID, diff, ErrExists)
+			}
 			if err := s.claim(ctx, cur, token); err != nil {
 				return Tenant{}, err
 			}
@@ -543,6 +547,24 @@ func (s *Store) CreateTenant(ctx context.Context, nt NewTenant, apply ApplyFunc)
 		s.unclaim(ctx, t.ID, token)
 	}
 	return at, err
+}
+
+// differs names what nt asks for that t, a provisioning tenant of the
+// same slug, does not have ("" if nothing): a resume must not silently
+// ignore another plan, mode, shard or schema.
+func (nt NewTenant) differs(t Tenant) string {
+	var d []string
+	for _, f := range []struct{ name, want, have string }{
+		{"plan", nt.Plan, t.Plan},
+		{"mode", string(nt.Mode), string(t.Placement.Mode)},
+		{"shard", nt.Shard, t.Placement.Shard},
+		{"schema", nt.Schema, t.Placement.Schema},
+	} {
+		if f.want != "" && f.want != f.have {
+			d = append(d, fmt.Sprintf("with %s %s, not %s", f.name, f.have, f.want))
+		}
+	}
+	return strings.Join(d, ", ")
 }
 
 // activateSQL makes a provisioning tenant that token provisions active,
