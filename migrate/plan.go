@@ -513,6 +513,39 @@ func (p *FleetPlan) Changes() int {
 	return n
 }
 
+// Err returns nil when the plan covers every target: every shard was read
+// and every group has a plan. Otherwise it returns an error wrapping
+// ErrShardUnavailable (shards that could not be read: their schemas are in
+// no group) and ErrNoPlan (groups without a plan: their members would
+// fail), naming them. Apply still runs such a plan on the rest, and its
+// Report.Err fails too; a caller that plans to check before applying
+// (tenantctl migrate plan) fails here.
+func (p *FleetPlan) Err() error {
+	var errs []error
+	var down []string
+	for _, s := range p.Shards {
+		if s.Error != "" {
+			down = append(down, fmt.Sprintf("%s: %s", s.Shard, s.Error))
+		}
+	}
+	if len(down) > 0 {
+		errs = append(errs, fmt.Errorf("%w: %d shard(s) not read, none of their schemas is planned: %s",
+			ErrShardUnavailable, len(down), strings.Join(down, "; ")))
+	}
+	var failed []string
+	members := 0
+	for _, g := range p.Groups {
+		if g.Error != "" {
+			members += len(g.Members)
+			failed = append(failed, fmt.Sprintf("group %d (%d schema(s)): %s", g.ID, len(g.Members), g.Error))
+		}
+	}
+	if len(failed) > 0 {
+		errs = append(errs, fmt.Errorf("%w for %d schema(s): %s", ErrNoPlan, members, strings.Join(failed, "; ")))
+	}
+	return errors.Join(errs...)
+}
+
 // UpToDate returns the targets that need no change.
 func (p *FleetPlan) UpToDate() []Target { return slices.Clone(p.upToDate) }
 

@@ -40,6 +40,9 @@ var (
 	// that could not be reached: they were not attempted, or the
 	// connection broke during their migration.
 	ErrShardUnavailable = errors.New("migrate: shard unavailable")
+	// ErrNoPlan is wrapped by FleetPlan.Err when a group of schemas has no
+	// plan (Group.Error): applying the plan would fail its members.
+	ErrNoPlan = errors.New("migrate: no plan")
 )
 
 // Progress is reported after every target's outcome.

@@ -232,3 +232,34 @@ func oneShardFleet(t *testing.T, n int) (*fleetEnv, migrate.TargetList) {
 	}
 	return e, targets
 }
+
+// TestPlanErr: a plan that leaves out a shard it could not read, or has a
+// group without a plan, is not a plan to go ahead with: FleetPlan.Err says
+// so (tenantctl migrate plan exits non-zero), as Report.Err does for a run.
+func TestPlanErr(t *testing.T) {
+	e, targets := oneShardFleet(t, 2)
+	v1 := newDesired(t, appmigrate.Tables)
+	e.provision(t, v1, targets)
+	f := e.fleet(v1, migrate.Discover{})
+	p, err := f.Plan(t.Context(), migrate.RunOptions{})
+	require.NoError(t, err)
+	require.NoError(t, p.Err(), "every schema is up to date")
+
+	// A schema the owner role cannot change: no plan for its group.
+	e.exec(t, 0, "CREATE SCHEMA tenant_ffffffff00004000800000000000000f AUTHORIZATION postgres")
+	// A shard nobody listens on.
+	down, err := migrate.OpenShard("down", "postgres://tenantry_owner@127.0.0.1:1/nodb?connect_timeout=5", 1)
+	require.NoError(t, err)
+	t.Cleanup(func() { down.DB.Close() })
+	f.Shards = append(f.Shards, down)
+	p, err = f.Plan(t.Context(), migrate.RunOptions{})
+	require.NoError(t, err)
+	var out strings.Builder
+	require.NoError(t, p.WriteText(&out))
+	t.Log("\n" + out.String())
+	err = p.Err()
+	require.ErrorIs(t, err, migrate.ErrShardUnavailable)
+	require.ErrorIs(t, err, migrate.ErrNoPlan)
+	assert.Contains(t, err.Error(), "down: ")
+	assert.Contains(t, err.Error(), "tenant_ffffffff00004000800000000000000f")
+}

@@ -47,7 +47,8 @@ const migrateUsage = `usage: tenantctl migrate plan|apply|status [flags]
        tenantctl migrate diff NAME --dir DIR [flags]
 
   plan    show what apply would do: schemas per shard, up to date or not,
-          one plan per group of identically shaped schemas
+          one plan per group of identically shaped schemas; fails when a
+          shard cannot be read or a group has no plan
   apply   migrate every target schema (declarative: to the Ent graph;
           with --dir: the pending files of a migration directory)
   status  schemas per version per shard, drifted schemas and what differs,
@@ -389,9 +390,16 @@ func runMigrateFleet(ctx context.Context, sub string, args []string, stdout io.W
 			return err
 		}
 		if o.jsonOut {
-			return writeJSON(stdout, p)
+			err = writeJSON(stdout, p)
+		} else {
+			err = p.WriteText(stdout)
 		}
-		return p.WriteText(stdout)
+		if err != nil {
+			return err
+		}
+		// A shard not read or a group without a plan fails the command, as
+		// it fails apply: "migrate plan && migrate apply" stops here.
+		return p.Err()
 	}
 
 	// apply

@@ -61,6 +61,24 @@ func TestMigrateCommand(t *testing.T) {
 	assert.Equal(t, 2, st.Shards[0].Current)
 	assert.Equal(t, 1, st.Shards[1].Current)
 
+	// plan fails when apply would: a shard it cannot read, a group without
+	// a plan (a schema the owner role cannot change). The table is printed
+	// all the same.
+	out, err = ctl("plan", "--shard", "down=postgres://tenantry_owner@127.0.0.1:1/nodb?connect_timeout=5", "--log-level", "error")
+	require.ErrorIs(t, err, migrate.ErrShardUnavailable)
+	assert.Equal(t, []string{"s0", "2", "2", "0"}, row(out, "s0")[:4])
+	assert.Equal(t, "down", row(out, "down")[0])
+	super0, err := sql.Open("pgx", clusters[0].DSN("postgres", db))
+	require.NoError(t, err)
+	_, err = super0.ExecContext(ctx, "CREATE SCHEMA foreign_0 AUTHORIZATION postgres")
+	super0.Close()
+	require.NoError(t, err)
+	for _, format := range []string{"--json=false", "--json"} {
+		out, err = ctl("plan", "--target", "s0/foreign_0", format, "--log-level", "error")
+		require.ErrorIs(t, err, migrate.ErrNoPlan)
+		assert.Contains(t, out, "no plan: on s0/foreign_0")
+	}
+
 	// Targeting: a tenant that does not exist selects nothing.
 	out, err = ctl("apply", "--tenant", "cccccccc-0000-4000-8000-00000000000c", "--json", "--log-level", "error")
 	require.NoError(t, err)
