@@ -24,6 +24,10 @@ var (
 
 	// ErrNoTables is returned by NewDesired when given no tables.
 	ErrNoTables = errors.New("migrate: no tables")
+
+	// ErrUnknownShard is wrapped by a fleet's Plan and Status when a
+	// selector or an explicit target names a shard the fleet does not have.
+	ErrUnknownShard = errors.New("migrate: unknown shard")
 )
 
 // DestructiveError lists the destructive changes Apply (or a fleet run)

@@ -133,7 +133,8 @@ func TenantOfSchema(schema string) string {
 
 // Selector narrows a run to some targets. Empty fields select everything.
 type Selector struct {
-	// Shards names the shards to migrate.
+	// Shards names the shards to migrate: shards of the fleet (Plan and
+	// Status reject other names with ErrUnknownShard).
 	Shards []string `json:"shards,omitempty"`
 	// Schemas are glob patterns (path.Match: *, ?, [...]) over schema names.
 	Schemas []string `json:"schemas,omitempty"`
@@ -166,6 +167,36 @@ func (s Selector) Match(t Target) bool {
 		return false
 	}
 	return true
+}
+
+// checkSelection validates opts.Select, and rejects shard names the fleet
+// does not have, in opts.Select.Shards and in the targets of a TargetList:
+// a misspelt name would select nothing and the run succeed, doing nothing.
+func (f *Fleet) checkSelection(sel Selector) error {
+	if err := sel.Validate(); err != nil {
+		return err
+	}
+	known := make([]string, 0, len(f.Shards))
+	for _, s := range f.Shards {
+		known = append(known, s.Name)
+	}
+	slices.Sort(known)
+	unknown := func(name, where string) error {
+		return fmt.Errorf("%w %q%s (the fleet's shards: %s)", ErrUnknownShard, name, where, strings.Join(known, ", "))
+	}
+	for _, name := range sel.Shards {
+		if !slices.Contains(known, name) {
+			return unknown(name, " selected")
+		}
+	}
+	if l, ok := f.Targets.(TargetList); ok {
+		for _, t := range l {
+			if !slices.Contains(known, t.Shard) {
+				return unknown(t.Shard, " in target "+t.String())
+			}
+		}
+	}
+	return nil
 }
 
 func (s Selector) shardSelected(name string) bool {

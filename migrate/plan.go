@@ -131,7 +131,7 @@ func (f *Fleet) Plan(ctx context.Context, opts RunOptions) (*FleetPlan, error) {
 	if err := f.validate(); err != nil {
 		return nil, err
 	}
-	if err := opts.Select.Validate(); err != nil {
+	if err := f.checkSelection(opts.Select); err != nil {
 		return nil, err
 	}
 	opts = opts.withDefaults()

@@ -263,3 +263,36 @@ func TestPlanErr(t *testing.T) {
 	assert.Contains(t, err.Error(), "down: ")
 	assert.Contains(t, err.Error(), "tenant_ffffffff00004000800000000000000f")
 }
+
+// TestUnknownShardRejected: a shard name the fleet does not have, selected
+// or in an explicit target, is an error, not a selection of nothing that
+// succeeds. Nothing is sent to a shard (nobody listens at these).
+func TestUnknownShardRejected(t *testing.T) {
+	var shards []migrate.Shard
+	for _, name := range []string{"s0", "s1"} {
+		s, err := migrate.OpenShard(name, "postgres://tenantry_owner@127.0.0.1:1/nodb?connect_timeout=5", 1)
+		require.NoError(t, err)
+		t.Cleanup(func() { s.DB.Close() })
+		shards = append(shards, s)
+	}
+	f := &migrate.Fleet{Shards: shards, Desired: newDesired(t, appmigrate.Tables), Logger: testLogger}
+	only := migrate.RunOptions{Select: migrate.Selector{Shards: []string{"s1", "nosuch"}}}
+	_, err := f.Plan(t.Context(), only)
+	require.ErrorIs(t, err, migrate.ErrUnknownShard)
+	assert.Contains(t, err.Error(), `"nosuch"`)
+	_, err = f.Status(t.Context(), only)
+	require.ErrorIs(t, err, migrate.ErrUnknownShard)
+	_, err = f.Run(t.Context(), only)
+	require.ErrorIs(t, err, migrate.ErrUnknownShard)
+
+	f.Targets = migrate.TargetList{{Shard: "s0", Schema: "tenant_a"}, {Shard: "nosuchshard", Schema: "x"}}
+	_, err = f.Plan(t.Context(), migrate.RunOptions{})
+	require.ErrorIs(t, err, migrate.ErrUnknownShard)
+	assert.Contains(t, err.Error(), "nosuchshard/x")
+	_, err = f.Status(t.Context(), migrate.RunOptions{})
+	require.ErrorIs(t, err, migrate.ErrUnknownShard)
+
+	// Status validates schema patterns as Plan does.
+	_, err = f.Status(t.Context(), migrate.RunOptions{Select: migrate.Selector{Schemas: []string{"tenant_["}}})
+	require.Error(t, err)
+}

@@ -74,6 +74,9 @@ func (f *Fleet) Status(ctx context.Context, opts RunOptions) (*StatusReport, err
 	if err := f.validate(); err != nil {
 		return nil, err
 	}
+	if err := f.checkSelection(opts.Select); err != nil {
+		return nil, err
+	}
 	opts = opts.withDefaults()
 	start := time.Now()
 	rep := &StatusReport{Mode: f.mode()}

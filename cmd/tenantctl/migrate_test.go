@@ -79,6 +79,15 @@ func TestMigrateCommand(t *testing.T) {
 		assert.Contains(t, out, "no plan: on s0/foreign_0")
 	}
 
+	// A shard name the fleet does not have is an error, not a selection of
+	// nothing that succeeds.
+	for _, args := range [][]string{
+		{"apply", "--only-shard", "nosuch"}, {"plan", "--target", "nosuchshard/x"}, {"status", "--only-shard", "nosuch"},
+	} {
+		_, err = ctl(append(args, "--log-level", "error")...)
+		require.ErrorIs(t, err, migrate.ErrUnknownShard, args)
+	}
+
 	// Targeting: a tenant that does not exist selects nothing.
 	out, err = ctl("apply", "--tenant", "cccccccc-0000-4000-8000-00000000000c", "--json", "--log-level", "error")
 	require.NoError(t, err)
