@@ -138,15 +138,21 @@ type Selector struct {
 	Shards []string `json:"shards,omitempty"`
 	// Schemas are glob patterns (path.Match: *, ?, [...]) over schema names.
 	Schemas []string `json:"schemas,omitempty"`
-	// Tenants are tenant ids.
+	// Tenants are tenant ids (tenancy.ParseID), not slugs.
 	Tenants []string `json:"tenants,omitempty"`
 }
 
-// Validate checks the schema patterns.
+// Validate checks the schema patterns and the tenant ids: an id that
+// cannot be one (a slug, a typo) would match nothing.
 func (s Selector) Validate() error {
 	for _, p := range s.Schemas {
 		if _, err := path.Match(p, ""); err != nil {
 			return fmt.Errorf("migrate: schema pattern %q: %w", p, err)
+		}
+	}
+	for _, id := range s.Tenants {
+		if _, err := tenancy.ParseID(id); err != nil {
+			return fmt.Errorf("migrate: selected tenant: %w", err)
 		}
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	appmigrate "github.com/tenantry/tenantry/examples/app/ent/migrate"
 	"github.com/tenantry/tenantry/internal/pgtest"
 	"github.com/tenantry/tenantry/migrate"
+	"github.com/tenantry/tenantry/tenancy"
 )
 
 // TestShardDownAtPlanFailsTheRun: a shard that is down when the run starts
@@ -295,4 +296,23 @@ func TestUnknownShardRejected(t *testing.T) {
 	// Status validates schema patterns as Plan does.
 	_, err = f.Status(t.Context(), migrate.RunOptions{Select: migrate.Selector{Schemas: []string{"tenant_["}}})
 	require.Error(t, err)
+}
+
+// TestSelectorTenantIDs: a selected tenant must be a tenant id; a slug or
+// a typo would match nothing and the run succeed, doing nothing.
+func TestSelectorTenantIDs(t *testing.T) {
+	require.NoError(t, migrate.Selector{Tenants: []string{"7f1c2a4e-9b3d-4c8e-a1f0-5d6e7f8a9b0c", "7F1C2A4E-9B3D-4C8E-A1F0-5D6E7F8A9B0C"}}.Validate())
+	for _, bad := range []string{"acme", "not-a-uuid", "7f1c2a4e9b3d4c8ea1f05d6e7f8a9b0c", "00000000-0000-0000-0000-000000000000"} {
+		err := migrate.Selector{Tenants: []string{bad}}.Validate()
+		require.ErrorIs(t, err, tenancy.ErrInvalidTenantID, bad)
+		assert.Contains(t, err.Error(), bad)
+	}
+	s, err := migrate.OpenShard("s0", "postgres://tenantry_owner@127.0.0.1:1/nodb?connect_timeout=5", 1)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.DB.Close() })
+	f := &migrate.Fleet{Shards: []migrate.Shard{s}, Desired: newDesired(t, appmigrate.Tables), Logger: testLogger}
+	_, err = f.Plan(t.Context(), migrate.RunOptions{Select: migrate.Selector{Tenants: []string{"acme"}}})
+	require.ErrorIs(t, err, tenancy.ErrInvalidTenantID)
+	_, err = f.Status(t.Context(), migrate.RunOptions{Select: migrate.Selector{Tenants: []string{"acme"}}})
+	require.ErrorIs(t, err, tenancy.ErrInvalidTenantID)
 }

@@ -24,6 +24,7 @@ import (
 
 	appmigrate "github.com/tenantry/tenantry/examples/app/ent/migrate"
 	"github.com/tenantry/tenantry/migrate"
+	"github.com/tenantry/tenantry/tenancy"
 )
 
 // migrateTables is the Ent graph tenantctl migrates to: the example app's.
@@ -153,7 +154,7 @@ func (o *migrateFlags) common(fs *flag.FlagSet) {
 	fs.StringVar(&o.targetsFile, "targets-file", "", "explicit targets, one per line: shard schema [tenant] (replaces discovery)")
 	fs.Var(&o.onlyShards, "only-shard", "only targets on this shard (repeatable)")
 	fs.Var(&o.schemas, "schema", "only schemas matching this glob, e.g. 'tenant_00*' (repeatable)")
-	fs.Var(&o.tenants, "tenant", "only this tenant id (repeatable)")
+	fs.Var(&o.tenants, "tenant", "only this tenant, by id (a UUID: tenantctl tenants show SLUG prints it; repeatable)")
 	fs.StringVar(&o.roles, "roles", "", "owner,app,admin role names (default tenantry_owner,tenantry_app,tenantry_admin)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the result as JSON")
 	fs.StringVar(&o.logLevel, "log-level", "", "debug, info, warn or error (default warn on a terminal, info otherwise)")
@@ -358,6 +359,11 @@ func runMigrateFleet(ctx context.Context, sub string, args []string, stdout io.W
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("migrate %s: unexpected arguments %q", sub, fs.Args())
+	}
+	for _, id := range o.tenants {
+		if _, err := tenancy.ParseID(id); err != nil {
+			return fmt.Errorf("--tenant: %w; give the tenant's id (tenantctl tenants show %s prints it)", err, id)
+		}
 	}
 	tty := isTerminal(stdout)
 	logger, err := newLogger(&o, tty)

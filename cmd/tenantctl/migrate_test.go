@@ -16,6 +16,7 @@ import (
 
 	"github.com/tenantry/tenantry/internal/pgtest"
 	"github.com/tenantry/tenantry/migrate"
+	"github.com/tenantry/tenantry/tenancy"
 )
 
 // TestMigrateCommand drives tenantctl migrate apply, plan, status and diff
@@ -86,6 +87,15 @@ func TestMigrateCommand(t *testing.T) {
 	} {
 		_, err = ctl(append(args, "--log-level", "error")...)
 		require.ErrorIs(t, err, migrate.ErrUnknownShard, args)
+	}
+
+	// --tenant takes a tenant id: a slug or a typo is an error.
+	for _, bad := range []string{"acme", "not-a-uuid"} {
+		for _, sub := range []string{"plan", "apply", "status"} {
+			_, err = ctl(sub, "--tenant", bad, "--log-level", "error")
+			require.ErrorIs(t, err, tenancy.ErrInvalidTenantID, sub+" --tenant "+bad)
+			assert.Contains(t, err.Error(), "tenants show "+bad)
+		}
 	}
 
 	// Targeting: a tenant that does not exist selects nothing.
