@@ -28,6 +28,10 @@ var (
 	// ErrUnknownShard is wrapped by a fleet's Plan and Status when a
 	// selector or an explicit target names a shard the fleet does not have.
 	ErrUnknownShard = errors.New("migrate: unknown shard")
+
+	// ErrNoSchema is wrapped by a fleet's Plan when RunOptions.RequireExisting
+	// is set and some targets' schemas do not exist.
+	ErrNoSchema = errors.New("migrate: target schema does not exist")
 )
 
 // DestructiveError lists the destructive changes Apply (or a fleet run)

@@ -276,6 +276,12 @@ type RunOptions struct {
 	ConcurrentIndexes bool
 	// RunID names the run in the ledger and logs; generated when empty.
 	RunID string
+	// RequireExisting makes Plan fail with ErrNoSchema when a target's
+	// schema does not exist, instead of planning to create it. Set it for
+	// explicit target lists typed by people (a misspelt name would become a
+	// new schema with every table); tenants' schemas are created when the
+	// tenants are, by the registry's provisioning.
+	RequireExisting bool
 }
 
 func (o RunOptions) withDefaults() RunOptions {

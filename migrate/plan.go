@@ -164,6 +164,9 @@ func (f *Fleet) Plan(ctx context.Context, opts RunOptions) (*FleetPlan, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := p.checkExisting(); err != nil {
+		return nil, err
+	}
 
 	// Fingerprints known to be the version, on any shard: the state is
 	// the same whatever the shard.
@@ -301,6 +304,36 @@ func (f *Fleet) loadShard(ctx context.Context, st *shardState, opts RunOptions, 
 	}
 	wg.Wait()
 	return errors.Join(errs[:]...)
+}
+
+// checkExisting fails with ErrNoSchema, under RunOptions.RequireExisting,
+// when targets of the shards read do not exist.
+func (p *FleetPlan) checkExisting() error {
+	if !p.opts.RequireExisting {
+		return nil
+	}
+	var missing []string
+	n := 0
+	for _, name := range sortedKeys(p.shards) {
+		st := p.shards[name]
+		if st.err != nil {
+			continue
+		}
+		for _, t := range st.targets {
+			if _, ok := st.fps[t.Schema]; !ok {
+				if n++; n <= 10 {
+					missing = append(missing, t.String())
+				}
+			}
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	if n > len(missing) {
+		missing = append(missing, fmt.Sprintf("and %d more", n-len(missing)))
+	}
+	return fmt.Errorf("%w: %s", ErrNoSchema, strings.Join(missing, ", "))
 }
 
 // fingerprintDesired builds the desired state in a scratch schema inside a

@@ -3,10 +3,12 @@ package migrate_test
 import (
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	atlasmigrate "ariga.io/atlas/sql/migrate"
 	entschema "entgo.io/ent/dialect/sql/schema"
 	"entgo.io/ent/schema/field"
 	"github.com/stretchr/testify/assert"
@@ -315,4 +317,45 @@ func TestSelectorTenantIDs(t *testing.T) {
 	require.ErrorIs(t, err, tenancy.ErrInvalidTenantID)
 	_, err = f.Status(t.Context(), migrate.RunOptions{Select: migrate.Selector{Tenants: []string{"acme"}}})
 	require.ErrorIs(t, err, tenancy.ErrInvalidTenantID)
+}
+
+// TestRequireExisting: with RunOptions.RequireExisting, an explicit target
+// whose schema does not exist (a typo) fails the plan, in both modes,
+// instead of becoming a new schema with every table; without it, such a
+// target is created, as provisioning by target list does.
+func TestRequireExisting(t *testing.T) {
+	e, targets := oneShardFleet(t, 2)
+	v1 := newDesired(t, appmigrate.Tables)
+	e.provision(t, v1, targets)
+	typo := migrate.Target{Shard: "shard0", Schema: "tenant_typo"}
+	list := append(slices.Clone(targets), typo)
+	exists := func() bool {
+		return len(e.strings(t, 0, "SELECT nspname::text FROM pg_namespace WHERE nspname = $1", typo.Schema)) > 0
+	}
+
+	path := t.TempDir()
+	dir, err := atlasmigrate.NewLocalDir(path)
+	require.NoError(t, err)
+	_, err = migrate.Diff(t.Context(), e.shards[0].DB, dir, "init", v1, e.roles)
+	require.NoError(t, err)
+	for _, f := range []*migrate.Fleet{e.fleet(v1, list), {Shards: e.shards, Targets: list, Dir: dir, Roles: e.roles, Logger: testLogger}} {
+		_, err := f.Plan(t.Context(), migrate.RunOptions{RequireExisting: true})
+		require.ErrorIs(t, err, migrate.ErrNoSchema)
+		assert.Contains(t, err.Error(), "shard0/tenant_typo")
+		_, err = f.Run(t.Context(), migrate.RunOptions{RequireExisting: true})
+		require.ErrorIs(t, err, migrate.ErrNoSchema)
+		assert.False(t, exists(), "the typo must not become a schema")
+	}
+
+	// Existing targets plan as before.
+	p, err := e.fleet(v1, targets).Plan(t.Context(), migrate.RunOptions{RequireExisting: true})
+	require.NoError(t, err)
+	require.NoError(t, p.Err())
+	assert.Len(t, p.UpToDate(), len(targets))
+
+	// Without RequireExisting, the target is created.
+	rep := run(t, e.fleet(v1, list), migrate.RunOptions{})
+	require.NoError(t, rep.Err())
+	assert.Equal(t, 1, rep.Total.Applied)
+	assert.True(t, exists())
 }

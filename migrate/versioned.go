@@ -98,6 +98,9 @@ func (f *Fleet) planVersioned(ctx context.Context, p *FleetPlan) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := p.checkExisting(); err != nil {
+		return err
+	}
 	index := make(map[string]int)
 	for i, s := range steps {
 		index[s.version] = i

@@ -140,6 +140,7 @@ type migrateFlags struct {
 	retries           int
 	retryBackoff      time.Duration
 	concurrentIndexes bool
+	create            bool
 	runID             string
 	metricsAddr       string
 	metricsFile       string
@@ -173,6 +174,7 @@ func (o *migrateFlags) run(fs *flag.FlagSet) {
 	fs.IntVar(&o.retries, "retries", migrate.DefaultRetries, "retries of a schema after a lock timeout or deadlock")
 	fs.DurationVar(&o.retryBackoff, "retry-backoff", migrate.DefaultRetryBackoff, "first retry delay (doubling, with jitter)")
 	fs.BoolVar(&o.concurrentIndexes, "concurrent-indexes", false, "build new indexes on existing tables with CREATE INDEX CONCURRENTLY")
+	fs.BoolVar(&o.create, "create", false, "create explicit targets (--target, --targets-file) whose schema does not exist, with every table;\nwithout it they are refused (tenants are created, schema and all, by tenantctl tenants create)")
 	fs.StringVar(&o.runID, "run-id", "", "name of the run in the ledger and logs (default: a timestamp)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at this address (e.g. :9464) while the run lasts")
 	fs.StringVar(&o.metricsFile, "metrics-file", "", "write the run's Prometheus metrics to this file at the end (textfile collector format)")
@@ -193,6 +195,9 @@ func (o *migrateFlags) options() migrate.RunOptions {
 		RetryBackoff:      o.retryBackoff,
 		ConcurrentIndexes: o.concurrentIndexes,
 		RunID:             o.runID,
+		// An explicit target that does not exist is a typo more often than
+		// a schema to create: refused unless --create.
+		RequireExisting: (len(o.targets) > 0 || o.targetsFile != "") && !o.create,
 	}
 	if o.continueOnError {
 		opts.FailureBudget = -1
@@ -393,7 +398,7 @@ func runMigrateFleet(ctx context.Context, sub string, args []string, stdout io.W
 	case "plan":
 		p, err := f.Plan(ctx, opts)
 		if err != nil {
-			return err
+			return planError(err)
 		}
 		if o.jsonOut {
 			err = writeJSON(stdout, p)
@@ -431,7 +436,7 @@ func runMigrateFleet(ctx context.Context, sub string, args []string, stdout io.W
 	}
 	p, err := f.Plan(ctx, opts)
 	if err != nil {
-		return err
+		return planError(err)
 	}
 	if bar != nil {
 		bar.total = p.Changes()
@@ -457,6 +462,14 @@ func runMigrateFleet(ctx context.Context, sub string, args []string, stdout io.W
 		return err
 	}
 	return rep.Err()
+}
+
+// planError adds to a plan's error what to do about it.
+func planError(err error) error {
+	if errors.Is(err, migrate.ErrNoSchema) {
+		return fmt.Errorf("%w\n(tenants are created, schema and all, with tenantctl tenants create -slug SLUG; to create these schemas here anyway, pass --create)", err)
+	}
+	return err
 }
 
 func writeJSON(w io.Writer, v any) error {

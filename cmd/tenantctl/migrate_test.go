@@ -44,9 +44,24 @@ func TestMigrateCommand(t *testing.T) {
 		return out.String(), err
 	}
 
+	// Explicit targets that do not exist are refused (a typo must not
+	// become a schema with every table), unless --create.
+	provision := []string{"--target", "s0/tenant_aaaaaaaa00004000800000000000000a", "--target", "s1/tenant_bbbbbbbb00004000800000000000000b",
+		"--target", "s0/shared_0", "--log-level", "error"}
+	for _, sub := range []string{"plan", "apply"} {
+		out, err := ctl(append([]string{sub}, provision...)...)
+		require.ErrorIs(t, err, migrate.ErrNoSchema, sub)
+		assert.Contains(t, err.Error(), "s0/tenant_aaaaaaaa00004000800000000000000a")
+		assert.Contains(t, err.Error(), "tenantctl tenants create")
+		assert.Contains(t, err.Error(), "--create")
+		assert.NotContains(t, out, "APPLIED")
+	}
+	st0, err := ctl("status", "--json", "--target", "s0/shared_0")
+	require.NoError(t, err)
+	assert.Contains(t, st0, `"absent": 1`, "nothing created")
+
 	// Provision by naming the targets: one plan for all.
-	out, err := ctl("apply", "--target", "s0/tenant_aaaaaaaa00004000800000000000000a", "--target", "s1/tenant_bbbbbbbb00004000800000000000000b",
-		"--target", "s0/shared_0", "--log-level", "error")
+	out, err := ctl(append([]string{"apply", "--create"}, provision...)...)
 	require.NoError(t, err, out)
 	assert.Equal(t, []string{"total", "3", "0", "3", "0"}, row(out, "total")[:5])
 
@@ -110,7 +125,9 @@ func TestMigrateCommand(t *testing.T) {
 	out, err = ctl("diff", "baseline", "--dir", dir)
 	require.NoError(t, err)
 	assert.Contains(t, out, "_baseline.sql")
-	out, err = ctl("apply", "--dir", dir, "--target", "s1/tenant_dddddddd00004000800000000000000d", "--log-level", "error")
+	_, err = ctl("apply", "--dir", dir, "--target", "s1/tenant_dddddddd00004000800000000000000d", "--log-level", "error")
+	require.ErrorIs(t, err, migrate.ErrNoSchema)
+	out, err = ctl("apply", "--dir", dir, "--target", "s1/tenant_dddddddd00004000800000000000000d", "--create", "--log-level", "error")
 	require.NoError(t, err)
 	assert.Contains(t, out, "versioned mode")
 
