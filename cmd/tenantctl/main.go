@@ -10,6 +10,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -67,7 +69,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	for _, c := range cmds {
 		if c.name == args[0] {
-			return c.run(ctx, args[1:], stdout)
+			err := c.run(ctx, args[1:], stdout)
+			if errors.Is(err, flag.ErrHelp) { // -h: the flag set printed its usage
+				return nil
+			}
+			return err
 		}
 	}
 	usage()
