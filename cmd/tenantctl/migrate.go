@@ -79,24 +79,35 @@ func runMigrate(ctx context.Context, args []string, stdout io.Writer) error {
 	return fmt.Errorf("migrate: unknown subcommand %q", sub)
 }
 
-// migrateShard is one --shard flag.
-type migrateShard struct{ name, dsn string }
+// migrateShard is one --shard flag; arg is the flag as given.
+type migrateShard struct{ name, dsn, arg string }
 
 type migrateShards []migrateShard
 
 func (s *migrateShards) String() string { return fmt.Sprint(len(*s), " shards") }
 
+// Set records a shard; check validates the shards after parsing, as the flag
+// package's error for a value that Set refuses shows the value, password and
+// all.
 func (s *migrateShards) Set(v string) error {
-	name, dsn, ok := strings.Cut(v, "=")
-	if !ok || name == "" || !(strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")) {
-		return fmt.Errorf("want name=postgres://user@host:port/db, got %q", v)
-	}
-	for _, have := range *s {
-		if have.name == name {
-			return fmt.Errorf("shard %q given twice", name)
+	name, dsn, _ := strings.Cut(v, "=")
+	*s = append(*s, migrateShard{name, dsn, v})
+	return nil
+}
+
+// check returns an error for the first malformed or repeated shard, its
+// password redacted.
+func (s migrateShards) check() error {
+	for i, sh := range s {
+		if sh.name == "" || !(strings.HasPrefix(sh.dsn, "postgres://") || strings.HasPrefix(sh.dsn, "postgresql://")) {
+			return fmt.Errorf("want name=postgres://user@host:port/db, got %q", redactShard(sh.arg))
+		}
+		for _, have := range s[:i] {
+			if have.name == sh.name {
+				return fmt.Errorf("shard %q given twice", sh.name)
+			}
 		}
 	}
-	*s = append(*s, migrateShard{name, dsn})
 	return nil
 }
 
@@ -223,9 +234,10 @@ func parseRoles(s string) (migrate.Roles, error) {
 func shardsFromEnv() (migrateShards, error) {
 	var out migrateShards
 	for _, f := range strings.FieldsFunc(os.Getenv(envShards), func(r rune) bool { return r == ' ' || r == ',' || r == '\n' }) {
-		if err := out.Set(f); err != nil {
-			return nil, fmt.Errorf("$%s: %w", envShards, err)
-		}
+		out.Set(f) // never fails: check validates
+	}
+	if err := out.check(); err != nil {
+		return nil, fmt.Errorf("$%s: %w", envShards, err)
 	}
 	return out, nil
 }
@@ -364,6 +376,9 @@ func runMigrateFleet(ctx context.Context, sub string, args []string, stdout io.W
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("migrate %s: unexpected arguments %q", sub, fs.Args())
+	}
+	if err := o.shards.check(); err != nil {
+		return fmt.Errorf("migrate %s: --shard: %w", sub, err)
 	}
 	for _, id := range o.tenants {
 		if _, err := tenancy.ParseID(id); err != nil {
@@ -574,6 +589,9 @@ func runMigrateDiff(ctx context.Context, args []string, stdout io.Writer) error 
 	}
 	if len(positional) > 1 {
 		return fmt.Errorf("migrate diff: want one NAME, got %q", positional)
+	}
+	if err := shards.check(); err != nil {
+		return fmt.Errorf("migrate diff: --shard: %w", err)
 	}
 	var name string
 	if len(positional) == 1 {

@@ -21,14 +21,19 @@ import (
 // default of every -registry flag.
 const registryEnv = "TENANTRY_REGISTRY"
 
-// registryFlag adds -registry to fs.
+// registryFlag adds -registry to fs. Its default is empty, not the value of
+// $TENANTRY_REGISTRY, which usage output would show with its password:
+// openRegistry reads the variable when the flag is not given.
 func registryFlag(fs *flag.FlagSet) *string {
-	return fs.String("registry", os.Getenv(registryEnv), "registry database `URL` (default $"+registryEnv+")")
+	return fs.String("registry", "", "registry database `URL` (default $"+registryEnv+")")
 }
 
-// openRegistry opens the registry; with initialize, it creates its tables
-// first if needed.
+// openRegistry opens the registry at dsn, or at $TENANTRY_REGISTRY when dsn
+// is empty; with initialize, it creates its tables first if needed.
 func openRegistry(ctx context.Context, dsn string, initialize bool) (*registry.Store, error) {
+	if dsn == "" {
+		dsn = os.Getenv(registryEnv)
+	}
 	if dsn == "" {
 		return nil, errors.New("no registry: give -registry postgres://... or set " + registryEnv)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tenantry/tenantry/registry"
 	"github.com/tenantry/tenantry/tenancy"
 )
 
@@ -28,20 +29,43 @@ func topCommand() command {
 	}
 }
 
-// shardFlag is one --shard name=postgres://... flag.
-type shardFlag struct{ name, dsn string }
+// shardFlag is one --shard name=postgres://... flag; arg is the flag as
+// given.
+type shardFlag struct{ name, dsn, arg string }
 
 type shardFlags []shardFlag
 
 func (s *shardFlags) String() string { return fmt.Sprint(len(*s), " shards") }
 
+// Set records a shard; check validates the shards after parsing, as the flag
+// package's error for a value that Set refuses shows the value, password and
+// all.
 func (s *shardFlags) Set(v string) error {
-	name, dsn, ok := strings.Cut(v, "=")
-	if !ok || name == "" || !strings.HasPrefix(dsn, "postgres") {
-		return fmt.Errorf("want name=postgres://user@host:port/db, got %q", v)
-	}
-	*s = append(*s, shardFlag{name, dsn})
+	name, dsn, _ := strings.Cut(v, "=")
+	*s = append(*s, shardFlag{name, dsn, v})
 	return nil
+}
+
+// check returns an error for the first malformed shard, its password
+// redacted.
+func (s shardFlags) check() error {
+	for _, f := range s {
+		if f.name == "" || !strings.HasPrefix(f.dsn, "postgres") {
+			return fmt.Errorf("want name=postgres://user@host:port/db, got %q", redactShard(f.arg))
+		}
+	}
+	return nil
+}
+
+// redactShard returns a shard value, name=dsn or whatever was given
+// instead, with any password replaced, for errors. The halves are redacted
+// apart (a name= prefix hides a URL from registry.Redact), then the whole
+// (a password=... keyword has no name).
+func redactShard(v string) string {
+	if name, dsn, ok := strings.Cut(v, "="); ok {
+		v = registry.Redact(name) + "=" + registry.Redact(dsn)
+	}
+	return registry.Redact(v)
 }
 
 type topOptions struct {
@@ -66,6 +90,9 @@ func runTop(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if err := o.shards.check(); err != nil {
+		return fmt.Errorf("top: --shard: %w", err)
 	}
 	if len(o.shards) == 0 {
 		return errors.New("top: no shards: give --shard name=postgres://... for each shard")
