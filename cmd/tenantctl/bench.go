@@ -76,6 +76,9 @@ func runBenchLoad(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench load: unexpected arguments %q: bench load takes no arguments, only flags", fs.Args())
+	}
 	if o.tenants < 2 {
 		return errors.New("bench load: -tenants must be at least 2 (an aggressor and a victim)")
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 
 	"github.com/tenantry/tenantry/internal/demo"
@@ -17,6 +18,9 @@ func demoCommand() command {
 			keep := fs.Bool("keep", false, "leave the clusters running until Ctrl-C and print how to connect")
 			if err := fs.Parse(args); err != nil {
 				return err
+			}
+			if fs.NArg() > 0 {
+				return fmt.Errorf("demo: unexpected arguments %q: demo takes no arguments, only flags", fs.Args())
 			}
 			return demo.Run(ctx, stdout, demo.Options{Keep: *keep})
 		},

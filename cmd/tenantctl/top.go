@@ -91,6 +91,9 @@ func runTop(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("top: unexpected arguments %q: top takes no arguments, only flags", fs.Args())
+	}
 	if err := o.shards.check(); err != nil {
 		return fmt.Errorf("top: --shard: %w", err)
 	}
