@@ -58,7 +58,8 @@ func runTenantsMove(ctx context.Context, sub string, args []string, stdout io.Wr
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	s, err := openRegistry(ctx, *reg, true) // Init adds the jobs table to older registries
+	// Init adds the jobs table to older registries; listing creates nothing.
+	s, err := openRegistry(ctx, *reg, sub == "move")
 	if err != nil {
 		return err
 	}

@@ -71,7 +71,9 @@ func runTenantsOffboard(ctx context.Context, sub string, args []string, stdout i
 	if opt.Force && !opt.Hard {
 		return errors.New("tenants offboard: -force only goes with -hard")
 	}
-	s, err := openRegistry(ctx, *reg, true) // adds the offboarding table to older registries
+	// Init adds the offboarding table to older registries; listing (also
+	// purge -dry-run) creates nothing.
+	s, err := openRegistry(ctx, *reg, sub != "offboardings" && !(sub == "purge" && dryRun))
 	if err != nil {
 		return err
 	}
