@@ -79,8 +79,31 @@ func runBenchLoad(ctx context.Context, args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("bench load: unexpected arguments %q: bench load takes no arguments, only flags", fs.Args())
 	}
-	if o.tenants < 2 {
-		return errors.New("bench load: -tenants must be at least 2 (an aggressor and a victim)")
+	// Checked before any cluster starts; loadtest would take a zero for its
+	// default, and a zero rate for the aggressor's plan means no limit.
+	for _, c := range []struct {
+		bad  bool
+		want string
+	}{
+		{o.tenants < 2, "-tenants must be at least 2 (an aggressor and a victim)"},
+		{o.shards < 1, "-shards must be at least 1"},
+		{o.ownEvery < 1, "-own-every must be at least 1"},
+		{o.customers < 1, "-customers must be at least 1"},
+		{o.conns < 1, "-conns must be at least 1"},
+		{o.httpConns < 1, "-http-conns must be at least 1"},
+		{o.duration <= 0, "-duration must be positive"},
+		{o.warmup < 0, "-warmup must not be negative"},
+		{o.timeout <= 0, "-timeout must be positive"},
+		{o.rate <= 0, "-rate must be positive"},
+		{o.factor <= 0, "-aggressor must be positive"},
+		{o.capFactor <= 0, "-aggressor-cap must be positive"},
+		{o.writes < 0 || o.writes > 1, "-writes must be between 0 and 1"},
+		{o.p99Target <= 0, "-p99-target must be positive"},
+		{o.rounds < 1, "-rounds must be at least 1"},
+	} {
+		if c.bad {
+			return errors.New("bench load: " + c.want)
+		}
 	}
 	if o.target != "http" && o.target != "stack" {
 		return fmt.Errorf("bench load: -target %q: want http or stack", o.target)
@@ -203,7 +226,7 @@ func runBenchLoad(ctx context.Context, args []string, stdout io.Writer) error {
 		verdict(stdout, rep, o.p99Target)
 		return nil
 	}
-	return benchInterleaved(ctx, stdout, s, cfg, max(o.rounds, 1), o.p99Target)
+	return benchInterleaved(ctx, stdout, s, cfg, o.rounds, o.p99Target)
 }
 
 // benchTarget is a load target that is seeded before the run and closed

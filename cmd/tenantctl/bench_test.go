@@ -76,3 +76,22 @@ func TestBenchLoad(t *testing.T) {
 	require.ErrorContains(t, err, "usage: tenantctl bench load")
 	require.False(t, strings.Contains(out.String(), "FAILED"))
 }
+
+// TestBenchLoadFlags: values the run cannot honour are refused before any
+// cluster starts (the context is cancelled: a run that starts anyway stops
+// at once).
+func TestBenchLoadFlags(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, bad := range [][]string{
+		{"-rate", "0"}, {"-rate", "-1"}, {"-duration", "0s"}, {"-duration", "-1s"}, {"-warmup", "-1s"},
+		{"-rounds", "0"}, {"-shards", "0"}, {"-tenants", "1"}, {"-own-every", "0"}, {"-customers", "0"},
+		{"-conns", "0"}, {"-http-conns", "0"}, {"-timeout", "0s"}, {"-aggressor", "0"}, {"-aggressor-cap", "0"},
+		{"-writes", "-0.5"}, {"-writes", "2"}, {"-p99-target", "0s"},
+	} {
+		var out bytes.Buffer
+		err := run(ctx, append([]string{"bench", "load", "-progress", "never"}, bad...), &out, &out)
+		require.ErrorContains(t, err, "bench load: "+bad[0]+" must", "bench load %s\n%s", strings.Join(bad, " "), out.String())
+		require.Empty(t, out.String(), "nothing starts")
+	}
+}
