@@ -97,6 +97,12 @@ func runTop(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := o.shards.check(); err != nil {
 		return fmt.Errorf("top: --shard: %w", err)
 	}
+	if o.interval <= 0 {
+		return fmt.Errorf("top: --interval %s: must be positive, e.g. 2s", o.interval)
+	}
+	if o.limit < 1 {
+		return fmt.Errorf("top: --n %d: must be at least 1", o.limit)
+	}
 	if len(o.shards) == 0 {
 		return errors.New("top: no shards: give --shard name=postgres://... for each shard")
 	}

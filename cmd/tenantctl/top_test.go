@@ -119,6 +119,13 @@ func TestTopFlags(t *testing.T) {
 	if err := run(context.Background(), []string{"top", "--shard", "nodsn"}, &out, &out); err == nil {
 		t.Fatal("top --shard nodsn: no error")
 	}
+	// Refused before connecting: nothing listens on port 1 of the loopback.
+	for _, bad := range [][]string{{"--interval", "0s"}, {"--interval", "-1s"}, {"--n", "0"}, {"--n", "-3"}} {
+		args := append([]string{"top", "--shard", "s0=postgres://postgres@127.0.0.1:1/x"}, bad...)
+		if err := run(context.Background(), args, &out, &out); err == nil || !strings.Contains(err.Error(), bad[0]+" "+bad[1]) {
+			t.Fatalf("top %s: %v", strings.Join(bad, " "), err)
+		}
+	}
 	env := apptest.New(t)
 	err := run(context.Background(), []string{"top", "--shard", "s0=" + env.Clusters[0].SuperuserDSN(), "--cancel", "x"}, &out, &out)
 	if !errors.Is(err, tenancy.ErrInvalidTenantID) {
