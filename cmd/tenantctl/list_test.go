@@ -45,3 +45,14 @@ func TestListingCreatesNothing(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, tables)
 }
+
+// TestTenantsListState: tenants list refuses a state no tenant can be in,
+// before it connects (nothing listens on port 1 of the loopback).
+func TestTenantsListState(t *testing.T) {
+	reg := "postgres://postgres@127.0.0.1:1/x"
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"tenants", "list", "-registry", reg, "-state", "bogus"}, &out, &out)
+	require.ErrorContains(t, err, `-state "bogus": want one of provisioning, active, read_only, suspended, moving, offboarded, deleted`)
+	err = run(context.Background(), []string{"tenants", "list", "-registry", reg, "-state", string(registry.ReadOnly)}, &out, &out)
+	require.ErrorContains(t, err, "connect")
+}

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -83,7 +85,7 @@ func runTenants(ctx context.Context, args []string, stdout io.Writer) error {
 		fs.StringVar(&roles.App, "app-role", roles.App, "application role granted access")
 		fs.StringVar(&roles.Admin, "admin-role", roles.Admin, "admin role granted access")
 	case "list":
-		fs.StringVar(&state, "state", "", "only tenants in this state")
+		fs.StringVar(&state, "state", "", "only tenants in this state: "+joinStates(tenantStates))
 		fs.StringVar(&filter.Shard, "shard", "", "only tenants on this shard")
 		fs.StringVar(&filter.Plan, "plan", "", "only tenants on this plan")
 	case "put-plan":
@@ -94,6 +96,9 @@ func runTenants(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if fs.NArg() != want {
 		return fmt.Errorf("tenants %s: want %d argument(s), got %d\n%s", sub, want, fs.NArg(), tenantsUsage)
+	}
+	if state != "" && !slices.Contains(tenantStates, registry.State(state)) {
+		return fmt.Errorf("tenants list: -state %q: want one of %s", state, joinStates(tenantStates))
 	}
 	s, err := openRegistry(ctx, *reg, sub == "create" || sub == "put-plan")
 	if err != nil {
@@ -220,6 +225,18 @@ func runTenants(ctx context.Context, args []string, stdout io.Writer) error {
 		return nil
 	}
 	return nil
+}
+
+// tenantStates are the states of tenants, for tenants list -state.
+var tenantStates = []registry.State{registry.Provisioning, registry.Active, registry.ReadOnly,
+	registry.Suspended, registry.Moving, registry.Offboarded, registry.Deleted}
+
+func joinStates(states []registry.State) string {
+	s := make([]string, len(states))
+	for i, st := range states {
+		s[i] = string(st)
+	}
+	return strings.Join(s, ", ")
 }
 
 // definePlanFlags defines the flags of a plan on fs, with p's values as
