@@ -385,6 +385,18 @@ func runMigrateFleet(ctx context.Context, sub string, args []string, stdout io.W
 			return fmt.Errorf("--tenant: %w; give the tenant's id (tenantctl tenants show %s prints it)", err, id)
 		}
 	}
+	if sub != "status" {
+		// migrate.RunOptions takes a zero or negative value for a default
+		// (a negative budget for no limit): refuse what was not meant.
+		for _, f := range []struct {
+			name   string
+			v, min int
+		}{{"concurrency", o.concurrency, 1}, {"batch", o.batch, 0}, {"canary", o.canary, 0}, {"failure-budget", o.failureBudget, 0}, {"retries", o.retries, 0}} {
+			if f.v < f.min {
+				return fmt.Errorf("migrate %s: --%s %d: must be at least %d", sub, f.name, f.v, f.min)
+			}
+		}
+	}
 	tty := isTerminal(stdout)
 	logger, err := newLogger(&o, tty)
 	if err != nil {

@@ -175,3 +175,19 @@ func TestProgressLineCountsEveryOutcome(t *testing.T) {
 	}
 	assert.Contains(t, out.String(), "3/3 100.0%")
 }
+
+// TestMigrateCounts: a count below what it can mean is refused before the
+// shards are opened (nothing listens on port 1 of the loopback).
+func TestMigrateCounts(t *testing.T) {
+	for _, bad := range [][]string{
+		{"--concurrency", "0"}, {"--concurrency", "-2"}, {"--batch", "-1"}, {"--canary", "-1"},
+		{"--failure-budget", "-1"}, {"--retries", "-1"},
+	} {
+		for _, sub := range []string{"plan", "apply"} {
+			var out bytes.Buffer
+			args := append([]string{"migrate", sub, "--shard", "s0=postgres://postgres@127.0.0.1:1/x"}, bad...)
+			err := run(context.Background(), args, &out, &out)
+			require.ErrorContains(t, err, bad[0]+" "+bad[1]+": must be at least", out.String())
+		}
+	}
+}
