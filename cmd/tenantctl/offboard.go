@@ -120,6 +120,11 @@ func runTenantsOffboard(ctx context.Context, sub string, args []string, stdout i
 			return err
 		}
 		o, err := s.Offboard(ctx, t.ID, opt, prov)
+		if errors.Is(err, registry.ErrRetention) && o.ID != 0 {
+			// Offboarded, not purged: say the first, then why not the second.
+			printOffboarding(stdout, o)
+			return fmt.Errorf("tenants offboard: the data is not deleted: %w; add -force to delete it now", err)
+		}
 		if err != nil {
 			return err
 		}

@@ -72,9 +72,12 @@ func TestTenantsOffboard(t *testing.T) {
 	require.Empty(t, schemas("retired%"))
 	require.Contains(t, schemas(`tenant\_%`), acme.ID.SchemaName())
 
-	must("tenants", "offboard", "acme")
+	// -hard on a live tenant within retention: offboarded (and said so),
+	// not purged (and said why).
 	out, err = ctl("tenants", "offboard", "-hard", "acme")
 	require.ErrorIs(t, err, registry.ErrRetention, out)
+	require.ErrorContains(t, err, "add -force")
+	require.Contains(t, out, "offboarded: not served")
 	require.Equal(t, []string{retired}, schemas("retired%"), "refused: nothing dropped")
 	out, err = ctl("tenants", "offboard", "-force", "acme")
 	require.Error(t, err, "-force without -hard is refused: %s", out)
