@@ -14,6 +14,11 @@ func ValidateDSN(dsn string) error {
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
 		return fmt.Errorf("%w: DSN %s is not a postgres://user@host:port/database URL", ErrInvalid, Redact(dsn))
 	}
+	if strings.Trim(u.Path, "/") == "" && !u.Query().Has("dbname") {
+		// pgx would connect to the database named like the user, which
+		// for the roles the pools connect as is none.
+		return fmt.Errorf("%w: DSN %s names no database: postgres://user@host:port/database", ErrInvalid, Redact(dsn))
+	}
 	return nil
 }
 

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -88,6 +90,7 @@ func runShards(ctx context.Context, args []string, stdout io.Writer) error {
 		fs.StringVar(&sh.Region, "region", "", "region label")
 		fs.IntVar(&sh.Capacity, "capacity", 1000, "how many tenants the shard may hold")
 		draining := fs.Bool("draining", false, "add the shard without accepting new tenants")
+		unchecked := fs.Bool("unchecked", false, "add the shard without connecting to it first (it is down now)")
 		ensureRoles := fs.Bool("ensure-roles", false, "create the owner/app/admin roles on the shard, connecting with -dsn as given (a superuser)")
 		if err := fs.Parse(args); err != nil {
 			return err
@@ -96,12 +99,22 @@ func runShards(ctx context.Context, args []string, stdout io.Writer) error {
 			return errors.New("shards add: -name and -dsn are required\n" + shardsUsage)
 		}
 		sh.Accepting = !*draining
+		if sh.Capacity < 1 {
+			return fmt.Errorf("shards add: -capacity %d: a shard holds at least one tenant (drain it with -draining instead)", sh.Capacity)
+		}
 		if err := registry.ValidateDSN(sh.DSN); err != nil {
 			return err
 		}
 		if *ensureRoles {
 			if err := ensureShardRoles(ctx, sh.DSN); err != nil {
 				return fmt.Errorf("shards add %s: ensure roles: %w", sh.Name, err)
+			}
+		}
+		if !*unchecked {
+			// A shard nobody can reach, or without the roles, would be
+			// given tenants whose provisioning then fails.
+			if err := checkShard(ctx, sh.DSN); err != nil {
+				return fmt.Errorf("shards add %s: %w (add -unchecked to register it anyway)", sh.Name, err)
 			}
 		}
 		s, err := openRegistry(ctx, *reg, true)
@@ -173,6 +186,28 @@ func ensureShardRoles(ctx context.Context, dsn string) error {
 	db := stdlib.OpenDB(*cfg)
 	defer func(db *sql.DB) { db.Close() }(db)
 	return migrate.EnsureRoles(ctx, db, migrate.DefaultRoles())
+}
+
+// checkShard connects to the shard's database as dsn gives it and checks
+// that the roles tenantry connects as exist.
+func checkShard(ctx context.Context, dsn string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("connect: %s", registry.Redact(err.Error()))
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	roles := migrate.DefaultRoles()
+	want := []string{roles.Owner, roles.App, roles.Admin}
+	var missing []string
+	if err := conn.QueryRow(ctx, `SELECT coalesce(array_agg(r), '{}') FROM unnest($1::text[]) r WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r)`, want).Scan(&missing); err != nil {
+		return fmt.Errorf("read roles: %w", err)
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("roles %s do not exist on the shard: add -ensure-roles (with a superuser's DSN) or create them", strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 func orDash(s string) string {

@@ -50,6 +50,20 @@ func TestTenantsAndShards(t *testing.T) {
 	must("shards", "add", "-name", "s1", "-dsn", clusters[1].DSN("postgres", shardDB), "-capacity", "10", "-ensure-roles")
 	out, err := ctl("shards", "add", "-name", "s1", "-dsn", clusters[1].DSN("postgres", shardDB))
 	require.ErrorIs(t, err, registry.ErrExists, out)
+	// Shards that could not work are refused before they get tenants: no
+	// database, a closed port, no room.
+	_, err = ctl("shards", "add", "-name", "nodb", "-dsn", "postgres://postgres:"+secret+"@127.0.0.1:5432/")
+	require.ErrorIs(t, err, registry.ErrInvalid)
+	require.NotContains(t, err.Error(), secret)
+	_, err = ctl("shards", "add", "-name", "down", "-dsn", "postgres://postgres:"+secret+"@127.0.0.1:1/app?connect_timeout=2")
+	require.ErrorContains(t, err, "-unchecked")
+	require.NotContains(t, err.Error(), secret)
+	_, err = ctl("shards", "add", "-name", "empty", "-dsn", clusters[1].DSN("postgres", shardDB), "-capacity", "0")
+	require.ErrorContains(t, err, "-capacity 0")
+	out = must("shards", "list")
+	require.NotContains(t, out, "nodb")
+	require.NotContains(t, out, "down")
+	require.NotContains(t, out, "empty")
 
 	out = must("tenants", "create", "-slug", "acme")
 	require.Contains(t, out, "created tenant acme")
