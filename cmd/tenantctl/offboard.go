@@ -71,6 +71,10 @@ func runTenantsOffboard(ctx context.Context, sub string, args []string, stdout i
 	if opt.Force && !opt.Hard {
 		return errors.New("tenants offboard: -force only goes with -hard")
 	}
+	if sub == "offboard" && opt.Retention <= 0 {
+		// The registry reads 0 as its default (720h).
+		return fmt.Errorf("tenants offboard: -retention %s: must be positive; to delete the data now, use -hard -force", opt.Retention)
+	}
 	// Init adds the offboarding table to older registries; listing (also
 	// purge -dry-run) creates nothing.
 	s, err := openRegistry(ctx, *reg, sub != "offboardings" && !(sub == "purge" && dryRun))

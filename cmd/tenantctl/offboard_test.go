@@ -79,6 +79,8 @@ func TestTenantsOffboard(t *testing.T) {
 	require.ErrorContains(t, err, "add -force")
 	require.Contains(t, out, "offboarded: not served")
 	require.Equal(t, []string{retired}, schemas("retired%"), "refused: nothing dropped")
+	_, err = ctl("tenants", "offboard", "-retention", "0s", "acme")
+	require.ErrorContains(t, err, "-retention 0s: must be positive")
 	out, err = ctl("tenants", "offboard", "-force", "acme")
 	require.Error(t, err, "-force without -hard is refused: %s", out)
 	out = must("tenants", "offboard", "-hard", "-force", "acme")
