@@ -160,11 +160,16 @@ func runTenantsBackup(ctx context.Context, sub string, args []string, stdout io.
 		}
 		// The restore is the new tenant's provisioning: registered and
 		// placed, restored into its placement, then activated.
-		if id != "" {
+		switch cur, err := s.Tenant(ctx, nt.Slug); {
+		case id != "":
 			if nt.ID, err = tenancy.ParseID(id); err != nil {
 				return err
 			}
-		} else {
+		case err == nil && cur.State == registry.Provisioning:
+			// An earlier restore of this slug failed: the same command
+			// resumes it, as its error says.
+			nt.ID = cur.ID
+		default:
 			nt.ID = tenancy.NewID()
 		}
 		nt.Mode = registry.Mode(mode)

@@ -135,4 +135,14 @@ func TestTenantsBackupRestore(t *testing.T) {
 
 	_, err = ctl("tenants", "restore", "-archive", "no-such-archive", "-replace", "acme")
 	require.ErrorIs(t, err, backup.ErrNotFound)
+
+	// A failed restore as a new tenant leaves it provisioning; the same
+	// command (here with the archive name corrected) resumes it, as its
+	// error says, instead of "already exists".
+	_, err = ctl("tenants", "restore", "-archive", "no-such-archive", "-as-new", "-slug", "acme-retry")
+	require.ErrorIs(t, err, backup.ErrNotFound)
+	require.ErrorContains(t, err, "run the same create again to resume")
+	out = must("tenants", "restore", "-archive", acmeArchive, "-as-new", "-slug", "acme-retry")
+	require.Contains(t, out, "as new tenant acme-retry")
+	require.Equal(t, 40, customers("acme-retry", 0))
 }
