@@ -24,6 +24,7 @@ import (
 
 	appmigrate "github.com/tenantry/tenantry/examples/app/ent/migrate"
 	"github.com/tenantry/tenantry/migrate"
+	"github.com/tenantry/tenantry/registry"
 	"github.com/tenantry/tenantry/tenancy"
 )
 
@@ -57,7 +58,8 @@ const migrateUsage = `usage: tenantctl migrate plan|apply|status [flags]
   diff    write the next versioned migration file NAME (and atlas.sum) to
           --dir, from the Ent graph's change since the directory's files
 
-Shards: --shard name=postgres://owner@host:port/db (repeat), or $TENANTRY_SHARDS.
+Shards: --shard name=postgres://owner@host:port/db (repeat), or $TENANTRY_SHARDS, or else
+the shards registered in $TENANTRY_REGISTRY (connecting as the owner role).
 Connect as the owner role (or a superuser). Run any subcommand with -h for its flags.`
 
 func runMigrate(ctx context.Context, args []string, stdout io.Writer) error {
@@ -230,6 +232,29 @@ func parseRoles(s string) (migrate.Roles, error) {
 	return migrate.Roles{Owner: strings.TrimSpace(p[0]), App: strings.TrimSpace(p[1]), Admin: strings.TrimSpace(p[2])}, nil
 }
 
+// shardsFromRegistry lists the shards of the registry at
+// $TENANTRY_REGISTRY, connecting as owner (migrations run as the owner).
+func shardsFromRegistry(ctx context.Context, owner string) (migrateShards, error) {
+	s, err := openRegistry(ctx, "", false)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	shards, err := s.Shards(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("shards of $%s: %w", registryEnv, err)
+	}
+	out := make(migrateShards, 0, len(shards))
+	for _, sh := range shards {
+		dsn, err := registry.WithUser(sh.DSN, owner)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, migrateShard{name: sh.Name, dsn: dsn})
+	}
+	return out, nil
+}
+
 // shardsFromEnv parses $TENANTRY_SHARDS.
 func shardsFromEnv() (migrateShards, error) {
 	var out migrateShards
@@ -273,7 +298,7 @@ func newLogger(o *migrateFlags, tty bool) (*slog.Logger, error) {
 }
 
 // openFleet opens the shard pools and builds the fleet from the flags.
-func openFleet(o *migrateFlags, logger *slog.Logger) (*migrate.Fleet, func(), error) {
+func openFleet(ctx context.Context, o *migrateFlags, logger *slog.Logger) (*migrate.Fleet, func(), error) {
 	roles, err := parseRoles(o.roles)
 	if err != nil {
 		return nil, nil, err
@@ -283,8 +308,13 @@ func openFleet(o *migrateFlags, logger *slog.Logger) (*migrate.Fleet, func(), er
 			return nil, nil, err
 		}
 	}
+	if len(o.shards) == 0 && os.Getenv(registryEnv) != "" {
+		if o.shards, err = shardsFromRegistry(ctx, roles.Owner); err != nil {
+			return nil, nil, err
+		}
+	}
 	if len(o.shards) == 0 {
-		return nil, nil, fmt.Errorf("no shards: give --shard name=postgres://... per shard, or set $%s", envShards)
+		return nil, nil, fmt.Errorf("no shards: give --shard name=postgres://... per shard, set $%s, or register shards in $%s (tenantctl shards add)", envShards, registryEnv)
 	}
 	f := &migrate.Fleet{Roles: roles, Logger: logger}
 	closeAll := func() {
@@ -402,7 +432,7 @@ func runMigrateFleet(ctx context.Context, sub string, args []string, stdout io.W
 	if err != nil {
 		return err
 	}
-	f, closeAll, err := openFleet(&o, logger)
+	f, closeAll, err := openFleet(ctx, &o, logger)
 	if err != nil {
 		return err
 	}

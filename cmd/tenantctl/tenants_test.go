@@ -132,6 +132,15 @@ func TestTenantsAndShards(t *testing.T) {
 	require.ErrorIs(t, err, registry.ErrNotFound)
 	_, err = ctl("tenants", "frobnicate")
 	require.Error(t, err)
+
+	// The README's first session: with only $TENANTRY_REGISTRY set, migrate
+	// finds the registered shards (it said "no shards").
+	t.Setenv(registryEnv, reg[1])
+	t.Setenv(envShards, "")
+	var mout, merr bytes.Buffer
+	require.NoError(t, run(ctx, []string{"migrate", "plan"}, &mout, &merr), "%s%s", mout.String(), merr.String())
+	require.Contains(t, mout.String(), "s0")
+	require.Contains(t, mout.String(), "s1")
 }
 
 func registryTenant(ctx context.Context, dsn, ref string) (registry.Tenant, error) {
