@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tenantry/tenantry/ent"
 	enttenant "github.com/tenantry/tenantry/ent/tenant"
 	"github.com/tenantry/tenantry/tenancy"
 )
@@ -108,4 +109,44 @@ func (s *Store) unclaim(ctx context.Context, id tenancy.ID, token string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
 	defer cancel()
 	_, _ = s.db.ExecContext(ctx, unclaimSQL, id, token)
+}
+
+// abandonSQL marks a provisioning tenant that token has claimed deleted.
+const abandonSQL = `UPDATE tenants SET state = 'deleted', provisioner = '', provisioner_seen = NULL, updated_at = now()
+WHERE id = $1 AND state = 'provisioning' AND provisioner = $2`
+
+// Abandon gives up a tenant stuck in provisioning (its shard keeps failing
+// it, or it was created by mistake): it is marked deleted, never served,
+// its slug kept. A create that provisions it right now keeps it
+// (ErrProvisioning); any other state is ErrTransition (offboard a tenant
+// that was served). It returns the tenant as it was placed, so that the
+// caller can drop what provisioning created on the shard.
+func (s *Store) Abandon(ctx context.Context, id tenancy.ID) (Tenant, error) {
+	t, err := s.Tenant(ctx, id.String())
+	if err != nil {
+		return Tenant{}, err
+	}
+	if t.State != Provisioning {
+		return Tenant{}, fmt.Errorf("registry: abandon tenant %s (%s): %w: state %s (abandon applies to provisioning tenants; offboard the others)", t.Slug, id, ErrTransition, t.State)
+	}
+	token := newClaim()
+	if err := s.claim(ctx, t, token); err != nil {
+		return Tenant{}, err
+	}
+	err = s.inTx(ctx, func(tx *ent.Tx) error {
+		res, err := tx.ExecContext(ctx, abandonSQL, id, token)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return fmt.Errorf("%w: the tenant changed meanwhile; look again", ErrTransition)
+		}
+		return bumpTenant(ctx, tx, id)
+	})
+	if err != nil {
+		s.unclaim(ctx, id, token)
+		return Tenant{}, wrap(err, "registry: abandon tenant %s (%s)", t.Slug, id)
+	}
+	t.State = Deleted
+	return t, nil
 }

@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	appmigrate "github.com/tenantry/tenantry/examples/app/ent/migrate"
 	"github.com/tenantry/tenantry/migrate"
 	"github.com/tenantry/tenantry/registry"
@@ -21,7 +23,7 @@ import (
 func tenantsCommand() command {
 	return command{
 		name:    "tenants",
-		summary: "create, list, show, suspend, resume, offboard tenants, set their plan, back up and restore them (create|list|show|suspend|resume|set-plan|plans|put-plan|backup|restore|backups|offboard|restore-offboarded|purge|offboardings)",
+		summary: "create, list, show, suspend, resume, offboard tenants, set their plan, back up and restore them (create|list|show|suspend|resume|abandon|set-plan|plans|put-plan|backup|restore|backups|offboard|restore-offboarded|purge|offboardings)",
 		run:     runTenants,
 	}
 }
@@ -32,6 +34,7 @@ const tenantsUsage = `usage:
   tenantctl tenants show     TENANT
   tenantctl tenants suspend  TENANT
   tenantctl tenants resume   TENANT
+  tenantctl tenants abandon  TENANT      give up a tenant stuck in provisioning (deleted; its schema dropped)
   tenantctl tenants set-plan TENANT PLAN
   tenantctl tenants plans
   tenantctl tenants put-plan -name NAME [-statement-timeout 30s] [-lock-timeout 5s] [-idle-in-transaction-timeout 1m]
@@ -60,7 +63,7 @@ func runTenants(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fs := flag.NewFlagSet("tenants "+sub, flag.ContinueOnError)
 	reg := registryFlag(fs)
-	nargs := map[string]int{"show": 1, "suspend": 1, "resume": 1, "set-plan": 2, "list": 0, "plans": 0, "create": 0, "put-plan": 0}
+	nargs := map[string]int{"show": 1, "suspend": 1, "resume": 1, "abandon": 1, "set-plan": 2, "list": 0, "plans": 0, "create": 0, "put-plan": 0}
 	want, known := nargs[sub]
 	if !known {
 		return fmt.Errorf("tenants: unknown subcommand %q\n%s", sub, tenantsUsage)
@@ -175,6 +178,43 @@ func runTenants(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stdout, "tenant %s (%s) is %s (epoch %d; routers were notified)\n", t.Slug, t.ID, t.State, t.Placement.Epoch)
+		return nil
+	case "abandon":
+		t, err := s.Tenant(ctx, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		if t, err = s.Abandon(ctx, t.ID); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "tenant %s (%s) abandoned: deleted, never served\n", t.Slug, t.ID)
+		if t.Placement.Mode == registry.ModeShared {
+			return nil // provisioning a shared placement creates nothing
+		}
+		// What provisioning created of the tenant's own schema: no
+		// other tenant of the shard is placed in it (the registry
+		// refuses that), and nothing of it was ever served.
+		sh, err := s.Shard(ctx, t.Placement.Shard)
+		if err != nil {
+			return err
+		}
+		desired, err := migrate.NewDesired(appmigrate.Tables)
+		if err != nil {
+			return err
+		}
+		prov, err := provision.New(desired, roles)
+		if err != nil {
+			return err
+		}
+		defer prov.Close()
+		db, err := prov.DB(sh)
+		if err != nil {
+			return err
+		}
+		if _, err := db.ExecContext(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{t.Placement.Schema}.Sanitize()+" CASCADE"); err != nil {
+			return fmt.Errorf("tenants abandon: drop schema %s on shard %s (drop it by hand): %w", t.Placement.Schema, sh.Name, err)
+		}
+		fmt.Fprintf(stdout, "schema %s dropped on shard %s (if provisioning had created it)\n", t.Placement.Schema, sh.Name)
 		return nil
 	case "set-plan":
 		t, err := s.Tenant(ctx, fs.Arg(0))

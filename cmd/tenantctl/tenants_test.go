@@ -128,6 +128,16 @@ func TestTenantsAndShards(t *testing.T) {
 	out = must("tenants", "create", "-slug", "late")
 	require.Contains(t, out, "on shard s1")
 
+	// A tenant stuck in provisioning (its owner role does not exist) is
+	// abandoned; a served one is not.
+	_, err = ctl("tenants", "create", "-slug", "stuck", "-owner-role", "no_such_role")
+	require.Error(t, err)
+	out = must("tenants", "abandon", "stuck")
+	require.Contains(t, out, "abandoned")
+	require.Regexp(t, `state\s+deleted`, must("tenants", "show", "stuck"))
+	_, err = ctl("tenants", "abandon", "acme")
+	require.ErrorIs(t, err, registry.ErrTransition)
+
 	_, err = ctl("tenants", "show", "nobody")
 	require.ErrorIs(t, err, registry.ErrNotFound)
 	_, err = ctl("tenants", "frobnicate")
