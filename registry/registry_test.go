@@ -305,6 +305,10 @@ func TestPlanValidation(t *testing.T) {
 	} {
 		require.ErrorIs(t, s.PutPlan(ctx, p), registry.ErrInvalid, p.Name)
 	}
+	// A bad name says what a name may be (not "value does not match validation").
+	require.ErrorContains(t, s.PutPlan(ctx, registry.Plan{Name: "Bad Name"}), "want lower-case letters, digits, - and _")
+	_, err := s.CreateTenant(ctx, registry.NewTenant{Slug: "Acme Inc"}, nil)
+	require.ErrorContains(t, err, "slug: want lower-case letters")
 }
 
 // TestDSNsStayRedacted checks that passwords in shard DSNs appear in no

@@ -122,6 +122,10 @@ func wrap(err error, format string, args ...any) error {
 	case ent.IsConstraintError(err):
 		return fmt.Errorf("%s: %w (%v)", msg, ErrExists, err)
 	case ent.IsValidationError(err):
+		var ve *ent.ValidationError
+		if errors.As(err, &ve) && (ve.Name == "slug" || ve.Name == "name") {
+			return fmt.Errorf("%s: %w %s: want lower-case letters, digits, - and _, starting with a letter or digit, at most 63 characters", msg, ErrInvalid, ve.Name)
+		}
 		return fmt.Errorf("%s: %w: %v", msg, ErrInvalid, err)
 	}
 	return fmt.Errorf("%s: %w", msg, err)
@@ -382,6 +386,10 @@ func (s *Store) register(ctx context.Context, nt NewTenant, token string) (Tenan
 	// Tenants are looked up by slug or id (Tenant): a slug that reads as
 	// an id would name another tenant, whose id may be known (logs,
 	// metrics), to every command that takes a tenant.
+	if err := enttenant.SlugValidator(nt.Slug); err != nil {
+		// Before placing: a bad slug says so, whatever the shards.
+		return Tenant{}, Shard{}, wrap(&ent.ValidationError{Name: enttenant.FieldSlug}, "registry: tenant slug %.70q", nt.Slug)
+	}
 	if _, err := tenancy.ParseID(nt.Slug); err == nil {
 		return Tenant{}, Shard{}, fmt.Errorf("registry: tenant slug %q: %w: a slug may not be a tenant id (it would name that tenant)", nt.Slug, ErrInvalid)
 	}
