@@ -9,10 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	appmigrate "github.com/tenantry/tenantry/examples/app/ent/migrate"
 	"github.com/tenantry/tenantry/migrate"
 	"github.com/tenantry/tenantry/registry"
-	"github.com/tenantry/tenantry/registry/provision"
 )
 
 const offboardUsage = `usage:
@@ -105,13 +103,9 @@ func runTenantsOffboard(ctx context.Context, sub string, args []string, stdout i
 		fmt.Fprintf(stdout, "%d tenant(s) past retention would be purged:\n", len(due))
 		return writeOffboardings(stdout, due)
 	}
-	// Tenant schemas come from the example app's Ent graph, as in tenants
-	// create (restore-offboarded brings a schema back to it).
-	desired, err := migrate.NewDesired(appmigrate.Tables)
-	if err != nil {
-		return err
-	}
-	prov, err := provision.New(desired, roles)
+	// restore-offboarded brings a schema back to the graph tenants create
+	// provisions.
+	prov, err := newProvisioner(roles)
 	if err != nil {
 		return err
 	}

@@ -120,14 +120,7 @@ func runTenants(ctx context.Context, args []string, stdout io.Writer) error {
 				return err
 			}
 		}
-		// Tenant schemas come from the example app's Ent graph, the one
-		// application in this repository; an application provisions with
-		// provision.ApplySchema on its own graph.
-		desired, err := migrate.NewDesired(appmigrate.Tables)
-		if err != nil {
-			return err
-		}
-		prov, err := provision.New(desired, roles)
+		prov, err := newProvisioner(roles)
 		if err != nil {
 			return err
 		}
@@ -198,11 +191,7 @@ func runTenants(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		desired, err := migrate.NewDesired(appmigrate.Tables)
-		if err != nil {
-			return err
-		}
-		prov, err := provision.New(desired, roles)
+		prov, err := newProvisioner(roles)
 		if err != nil {
 			return err
 		}
@@ -322,4 +311,15 @@ func printTenant(w io.Writer, t registry.Tenant, p registry.Plan) {
 		fmt.Fprintf(tw, "%s\t%s\n", r[0], r[1])
 	}
 	tw.Flush()
+}
+
+// newProvisioner provisions tenant schemas from the example app's Ent
+// graph, the one application in this repository; an application
+// provisions with provision.New on its own graph.
+func newProvisioner(roles migrate.Roles) (*provision.Provisioner, error) {
+	desired, err := migrate.NewDesired(appmigrate.Tables)
+	if err != nil {
+		return nil, err
+	}
+	return provision.New(desired, roles)
 }
