@@ -28,6 +28,9 @@ var (
 	// holds a dedicated tenant, or it is drained (not accepting) or full.
 	// A drained or full shard takes it with Request.Force.
 	ErrTargetRefuses = errors.New("move: the target shard does not take more tenants: name another shard, or, for a drained or full shard you mean to fill, force it (-force)")
+	// ErrWalLevel: the source shard does not write the logical WAL a move
+	// replicates from.
+	ErrWalLevel = errors.New("move: the source shard needs wal_level = logical: set it in its postgresql.conf and restart it")
 	// ErrNotServable: the tenant is not in a state a move starts from
 	// (active or read_only).
 	ErrNotServable = errors.New("move: the tenant must be active or read_only to be moved")

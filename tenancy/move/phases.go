@@ -21,6 +21,14 @@ import (
 // prepare removes what an earlier move of the tenant left behind and
 // creates the target schema at the desired state, without data.
 func (r *run) prepare(ctx context.Context) error {
+	// The source's changes reach the target by logical replication.
+	var level string
+	if err := r.src.pool.QueryRow(ctx, "SHOW wal_level").Scan(&level); err != nil {
+		return fmt.Errorf("shard %s: %w", r.src.shard.Name, err)
+	}
+	if level != "logical" {
+		return fmt.Errorf("shard %s has wal_level = %s: %w", r.src.shard.Name, level, ErrWalLevel)
+	}
 	if err := r.cleanupReplication(ctx); err != nil {
 		return fmt.Errorf("remove the replication objects of an earlier move: %w", err)
 	}
