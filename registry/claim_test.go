@@ -129,3 +129,38 @@ func TestClaimReleasedOnFailure(t *testing.T) {
 		require.NoError(t, err, "a retry resumes the tenant")
 	})
 }
+
+// A registry not initialized since it gained provisioner_seen has no
+// column default: the claim of a create must still be live, not taken over
+// by a second create before the first renewal.
+func TestClaimWithoutColumnDefault(t *testing.T) {
+	s, dsn := newStore(t)
+	ctx := context.Background()
+	require.NoError(t, s.AddShard(ctx, registry.Shard{Name: "s0", DSN: shardDSN(t, 0), Accepting: true}))
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `ALTER TABLE tenants ALTER COLUMN provisioner_seen DROP DEFAULT`)
+	require.NoError(t, err)
+
+	started, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.CreateTenant(ctx, registry.NewTenant{Slug: "acme"}, func(context.Context, registry.Shard, string) error {
+			close(started)
+			<-release
+			return nil
+		})
+		first <- err
+	}()
+	<-started
+	applied := false
+	_, err = s.CreateTenant(ctx, registry.NewTenant{Slug: "acme"}, func(context.Context, registry.Shard, string) error {
+		applied = true
+		return nil
+	})
+	require.ErrorIs(t, err, registry.ErrProvisioning)
+	require.False(t, applied)
+	close(release)
+	require.NoError(t, <-first)
+}

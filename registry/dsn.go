@@ -14,9 +14,19 @@ func ValidateDSN(dsn string) error {
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
 		return fmt.Errorf("%w: DSN %s is not a postgres://user@host:port/database URL", ErrInvalid, Redact(dsn))
 	}
-	if strings.Trim(u.Path, "/") == "" && !u.Query().Has("dbname") {
-		// pgx would connect to the database named like the user, which
-		// for the roles the pools connect as is none.
+	return nil
+}
+
+// ValidateShardDSN is ValidateDSN for a shard being added: the DSN must
+// also name its database, for pgx would otherwise connect to the database
+// named like the user, which for the roles the pools connect as is none.
+// (Shards registered before are read as they are.)
+func ValidateShardDSN(dsn string) error {
+	if err := ValidateDSN(dsn); err != nil {
+		return err
+	}
+	u, _ := url.Parse(dsn)
+	if q := u.Query(); strings.Trim(u.Path, "/") == "" && !q.Has("dbname") && !q.Has("database") {
 		return fmt.Errorf("%w: DSN %s names no database: postgres://user@host:port/database", ErrInvalid, Redact(dsn))
 	}
 	return nil

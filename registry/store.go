@@ -262,11 +262,11 @@ func toPlan(p *ent.Plan) Plan {
 
 // AddShard registers a shard. It does not connect to it.
 func (s *Store) AddShard(ctx context.Context, sh Shard) error {
-	if err := ValidateDSN(sh.DSN); err != nil {
+	if err := ValidateShardDSN(sh.DSN); err != nil {
 		return fmt.Errorf("registry: shard %q: %w", sh.Name, err)
 	}
 	if sh.ReplicaDSN != "" {
-		if err := ValidateDSN(sh.ReplicaDSN); err != nil {
+		if err := ValidateShardDSN(sh.ReplicaDSN); err != nil {
 			return fmt.Errorf("registry: shard %q: replica: %w", sh.Name, err)
 		}
 	}
@@ -447,6 +447,14 @@ func (s *Store) register(ctx context.Context, nt NewTenant, token string) (Tenan
 			SetState(enttenant.StateProvisioning).SetProvisioner(token).Save(ctx)
 		if err != nil {
 			return err
+		}
+		if token != "" {
+			// The claim's time is the registry's (see claimSQL); not left
+			// to the column default, which a registry not initialized
+			// since it gained the column lacks.
+			if _, err := tx.ExecContext(ctx, renewSQL, nt.ID, token); err != nil {
+				return err
+			}
 		}
 		ep, err := tx.Placement.Create().SetTenantRef(nt.ID).SetShardID(shardID).
 			SetSchema(nt.Schema).SetMode(entplacement.Mode(nt.Mode)).Save(ctx)

@@ -160,17 +160,8 @@ func runTenantsBackup(ctx context.Context, sub string, args []string, stdout io.
 		}
 		// The restore is the new tenant's provisioning: registered and
 		// placed, restored into its placement, then activated.
-		switch cur, err := s.Tenant(ctx, nt.Slug); {
-		case id != "":
-			if nt.ID, err = tenancy.ParseID(id); err != nil {
-				return err
-			}
-		case err == nil && cur.State == registry.Provisioning:
-			// An earlier restore of this slug failed: the same command
-			// resumes it, as its error says.
-			nt.ID = cur.ID
-		default:
-			nt.ID = tenancy.NewID()
+		if nt.ID, err = restoredTenantID(ctx, s, nt.Slug, id); err != nil {
+			return err
 		}
 		nt.Mode = registry.Mode(mode)
 		var res *backup.RestoreResult
@@ -302,4 +293,18 @@ func orNone(s string) string {
 		return "(unknown)"
 	}
 	return s
+}
+
+// restoredTenantID is the id of a tenant restored as new: id if given, else
+// that of a provisioning tenant of the slug (an earlier restore of it
+// failed, and the same command resumes it, as its error says), else a new
+// one.
+func restoredTenantID(ctx context.Context, s *registry.Store, slug, id string) (tenancy.ID, error) {
+	if id != "" {
+		return tenancy.ParseID(id)
+	}
+	if cur, err := s.Tenant(ctx, slug); err == nil && cur.State == registry.Provisioning {
+		return cur.ID, nil
+	}
+	return tenancy.NewID(), nil
 }

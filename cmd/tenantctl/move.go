@@ -59,7 +59,11 @@ func runTenantsMove(ctx context.Context, sub string, args []string, stdout io.Wr
 		return err
 	}
 	// Init adds the jobs table to older registries; listing creates nothing.
-	s, err := openRegistry(ctx, *reg, sub == "move")
+	openReg := openRegistryToList
+	if sub == "move" {
+		openReg = func(ctx context.Context, dsn string) (*registry.Store, error) { return openRegistry(ctx, dsn, true) }
+	}
+	s, err := openReg(ctx, *reg)
 	if err != nil {
 		return err
 	}

@@ -74,8 +74,12 @@ func runTenantsOffboard(ctx context.Context, sub string, args []string, stdout i
 		return fmt.Errorf("tenants offboard: -retention %s: must be positive; to delete the data now, use -hard -force", opt.Retention)
 	}
 	// Init adds the offboarding table to older registries; listing (also
-	// purge -dry-run) creates nothing.
-	s, err := openRegistry(ctx, *reg, sub != "offboardings" && !(sub == "purge" && dryRun))
+	// purge -dry-run) creates nothing where there is no registry.
+	openReg := func(ctx context.Context, dsn string) (*registry.Store, error) { return openRegistry(ctx, dsn, true) }
+	if sub == "offboardings" || (sub == "purge" && dryRun) {
+		openReg = openRegistryToList
+	}
+	s, err := openReg(ctx, *reg)
 	if err != nil {
 		return err
 	}

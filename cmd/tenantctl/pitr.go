@@ -16,7 +16,6 @@ import (
 
 	"github.com/tenantry/tenantry/migrate"
 	"github.com/tenantry/tenantry/registry"
-	"github.com/tenantry/tenantry/tenancy"
 	"github.com/tenantry/tenantry/tenancy/backup"
 	"github.com/tenantry/tenantry/tenancy/move"
 	"github.com/tenantry/tenantry/tenancy/pitr"
@@ -140,12 +139,8 @@ func runRestoreAt(ctx context.Context, s *registry.Store, m *backup.Manager, pf 
 	}
 
 	nt := req.nt
-	if req.id != "" {
-		if nt.ID, err = tenancy.ParseID(req.id); err != nil {
-			return err
-		}
-	} else {
-		nt.ID = tenancy.NewID()
+	if nt.ID, err = restoredTenantID(ctx, s, nt.Slug, req.id); err != nil {
+		return err
 	}
 	nt.Mode = registry.Mode(req.mode)
 	apply := func(ctx context.Context, dst registry.Shard, schema string) error {

@@ -52,6 +52,26 @@ func openRegistry(ctx context.Context, dsn string, initialize bool) (*registry.S
 	return s, nil
 }
 
+// openRegistryToList opens the registry for a listing: it creates nothing
+// in a database that holds no registry (ErrNotInitialized), and adds to an
+// older registry the tables it lacks (Init is additive), so that a listing
+// of moves or offboardings works on it.
+func openRegistryToList(ctx context.Context, dsn string) (*registry.Store, error) {
+	s, err := openRegistry(ctx, dsn, false)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Shards(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.Init(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
 func shardsCommand() command {
 	return command{
 		name:    "shards",
@@ -61,7 +81,7 @@ func shardsCommand() command {
 }
 
 const shardsUsage = `usage:
-  tenantctl shards add   -name NAME -dsn postgres://... [-replica postgres://...] [-region R] [-capacity N] [-draining] [-ensure-roles]
+  tenantctl shards add   -name NAME -dsn postgres://... [-replica postgres://...] [-region R] [-capacity N] [-draining] [-ensure-roles] [-unchecked] [-owner-role R -app-role R -admin-role R]
   tenantctl shards list
   tenantctl shards drain [-undo] NAME
   tenantctl shards basebackup [-dir DIR] SHARD
@@ -91,6 +111,10 @@ func runShards(ctx context.Context, args []string, stdout io.Writer) error {
 		fs.IntVar(&sh.Capacity, "capacity", 1000, "how many tenants the shard may hold")
 		draining := fs.Bool("draining", false, "add the shard without accepting new tenants")
 		unchecked := fs.Bool("unchecked", false, "add the shard without connecting to it first (it is down now)")
+		roles := migrate.DefaultRoles()
+		fs.StringVar(&roles.Owner, "owner-role", roles.Owner, "role that owns tenant schemas (checked, or created with -ensure-roles)")
+		fs.StringVar(&roles.App, "app-role", roles.App, "application role (checked, or created with -ensure-roles)")
+		fs.StringVar(&roles.Admin, "admin-role", roles.Admin, "admin role (checked, or created with -ensure-roles)")
 		ensureRoles := fs.Bool("ensure-roles", false, "create the owner/app/admin roles on the shard, connecting with -dsn as given (a superuser)")
 		if err := fs.Parse(args); err != nil {
 			return err
@@ -102,18 +126,18 @@ func runShards(ctx context.Context, args []string, stdout io.Writer) error {
 		if sh.Capacity < 1 {
 			return fmt.Errorf("shards add: -capacity %d: a shard holds at least one tenant (drain it with -draining instead)", sh.Capacity)
 		}
-		if err := registry.ValidateDSN(sh.DSN); err != nil {
+		if err := registry.ValidateShardDSN(sh.DSN); err != nil {
 			return err
 		}
 		if *ensureRoles {
-			if err := ensureShardRoles(ctx, sh.DSN); err != nil {
+			if err := ensureShardRoles(ctx, sh.DSN, roles); err != nil {
 				return fmt.Errorf("shards add %s: ensure roles: %w", sh.Name, err)
 			}
 		}
 		if !*unchecked {
 			// A shard nobody can reach, or without the roles, would be
 			// given tenants whose provisioning then fails.
-			if err := checkShard(ctx, sh.DSN); err != nil {
+			if err := checkShard(ctx, sh.DSN, roles); err != nil {
 				return fmt.Errorf("shards add %s: %w (add -unchecked to register it anyway)", sh.Name, err)
 			}
 		}
@@ -178,19 +202,19 @@ func runShards(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 // ensureShardRoles creates the tenantry roles on a shard database.
-func ensureShardRoles(ctx context.Context, dsn string) error {
+func ensureShardRoles(ctx context.Context, dsn string, roles migrate.Roles) error {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return err
 	}
 	db := stdlib.OpenDB(*cfg)
 	defer func(db *sql.DB) { db.Close() }(db)
-	return migrate.EnsureRoles(ctx, db, migrate.DefaultRoles())
+	return migrate.EnsureRoles(ctx, db, roles)
 }
 
 // checkShard connects to the shard's database as dsn gives it and checks
 // that the roles tenantry connects as exist.
-func checkShard(ctx context.Context, dsn string) error {
+func checkShard(ctx context.Context, dsn string, roles migrate.Roles) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dsn)
@@ -198,14 +222,13 @@ func checkShard(ctx context.Context, dsn string) error {
 		return fmt.Errorf("connect: %s", registry.Redact(err.Error()))
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	roles := migrate.DefaultRoles()
 	want := []string{roles.Owner, roles.App, roles.Admin}
 	var missing []string
 	if err := conn.QueryRow(ctx, `SELECT coalesce(array_agg(r), '{}') FROM unnest($1::text[]) r WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r)`, want).Scan(&missing); err != nil {
 		return fmt.Errorf("read roles: %w", err)
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("roles %s do not exist on the shard: add -ensure-roles (with a superuser's DSN) or create them", strings.Join(missing, ", "))
+		return fmt.Errorf("roles %s do not exist on the shard: name the deployment's roles (-owner-role, -app-role, -admin-role), add -ensure-roles (with a superuser's DSN), or create them", strings.Join(missing, ", "))
 	}
 	return nil
 }
