@@ -383,13 +383,13 @@ func (s *Store) register(ctx context.Context, nt NewTenant, token string) (Tenan
 	if nt.ID.IsZero() {
 		nt.ID = tenancy.NewID()
 	}
-	// Tenants are looked up by slug or id (Tenant): a slug that reads as
-	// an id would name another tenant, whose id may be known (logs,
-	// metrics), to every command that takes a tenant.
 	if err := enttenant.SlugValidator(nt.Slug); err != nil {
 		// Before placing: a bad slug says so, whatever the shards.
 		return Tenant{}, Shard{}, wrap(&ent.ValidationError{Name: enttenant.FieldSlug}, "registry: tenant slug %.70q", nt.Slug)
 	}
+	// Tenants are looked up by slug or id (Tenant): a slug that reads as
+	// an id would name another tenant, whose id may be known (logs,
+	// metrics), to every command that takes a tenant.
 	if _, err := tenancy.ParseID(nt.Slug); err == nil {
 		return Tenant{}, Shard{}, fmt.Errorf("registry: tenant slug %q: %w: a slug may not be a tenant id (it would name that tenant)", nt.Slug, ErrInvalid)
 	}
