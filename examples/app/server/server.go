@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,6 +69,12 @@ type Server struct {
 	api      *http.ServeMux
 	handler  http.Handler
 	draining atomic.Bool
+
+	// The readiness checks' last results, reused for readyTTL: /readyz
+	// answers anyone, and each run pings every shard.
+	readyMu  sync.Mutex
+	readyAt  time.Time
+	readyRes []checkResult
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -250,31 +257,12 @@ func (s *Server) operator(r *http.Request) bool {
 // ready answers /readyz: 503 while draining or when a check fails. The
 // reasons of failing checks go to the log, and to operators (OpsToken).
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
-	type result struct {
-		Name  string `json:"name"`
-		OK    bool   `json:"ok"`
-		Error string `json:"error,omitempty"`
-	}
 	out := struct {
-		Ready  bool     `json:"ready"`
-		Checks []result `json:"checks"`
-	}{Ready: true, Checks: make([]result, len(s.cfg.Ready))}
-	var wg sync.WaitGroup
-	for i, c := range s.cfg.Ready {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(r.Context(), s.cfg.CheckTimeout)
-			defer cancel()
-			out.Checks[i] = result{Name: c.Name, OK: true}
-			if err := c.Check(ctx); err != nil {
-				out.Checks[i] = result{Name: c.Name, Error: err.Error()}
-			}
-		}()
-	}
-	wg.Wait()
+		Ready  bool          `json:"ready"`
+		Checks []checkResult `json:"checks"`
+	}{Ready: true, Checks: s.checks(r.Context())}
 	if s.draining.Load() { // read after the checks, which may take a while
-		out.Checks = append(out.Checks, result{Name: "server", Error: "shutting down"})
+		out.Checks = append(out.Checks, checkResult{Name: "server", Error: "shutting down"})
 	}
 	operator := s.operator(r)
 	for i, c := range out.Checks {
@@ -293,6 +281,41 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(out)
+}
+
+// readyTTL is how long the readiness checks' results are reused.
+const readyTTL = time.Second
+
+type checkResult struct {
+	Name  string `json:"name"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+}
+
+// checks runs the readiness checks, at most once per readyTTL: callers
+// meanwhile get a copy of the last results (and wait for a run under way).
+func (s *Server) checks(ctx context.Context) []checkResult {
+	s.readyMu.Lock()
+	defer s.readyMu.Unlock()
+	if s.readyRes == nil || time.Since(s.readyAt) >= readyTTL {
+		// Not the request's context: its results serve other callers.
+		ctx = context.WithoutCancel(ctx)
+		res := make([]checkResult, len(s.cfg.Ready))
+		var wg sync.WaitGroup
+		for i, c := range s.cfg.Ready {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(ctx, s.cfg.CheckTimeout)
+				defer cancel()
+				res[i] = checkResult{Name: c.Name, OK: true}
+				if err := c.Check(ctx); err != nil {
+					res[i] = checkResult{Name: c.Name, Error: err.Error()}
+				}
+			})
+		}
+		wg.Wait()
+		s.readyRes, s.readyAt = res, time.Now()
+	}
+	return slices.Clone(s.readyRes)
 }
 
 // Serve serves on ln until ctx is done, then shuts down gracefully: it

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -270,5 +271,22 @@ func TestPrecheck(t *testing.T) {
 	}
 	if code, _ := get(t, srv.URL+"/v1/orders"); code != 401 || len(checked) != 1 {
 		t.Errorf("unauthenticated request: %d, checked %d times", code, len(checked))
+	}
+}
+
+// TestReadinessChecksReused: /readyz answers anyone, and each run of the
+// checks pings every shard; runs within readyTTL reuse the last results.
+func TestReadinessChecksReused(t *testing.T) {
+	var runs atomic.Int64
+	s, _ := newServer(t, []server.Check{{Name: "shard0", Check: func(context.Context) error { runs.Add(1); return nil }}}, io.Discard, time.Second)
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	for range 20 {
+		if code, body := get(t, srv.URL+"/readyz"); code != 200 {
+			t.Fatalf("/readyz: %d %s", code, body)
+		}
+	}
+	if n := runs.Load(); n > 2 { // a run may straddle the TTL
+		t.Errorf("20 requests in a row ran the checks %d times", n)
 	}
 }
