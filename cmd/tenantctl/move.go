@@ -51,7 +51,7 @@ func runTenantsMove(ctx context.Context, sub string, args []string, stdout io.Wr
 		fs.StringVar(&progress, "progress", "auto", "progress line: auto (when stdout is a terminal), always or never")
 		fs.BoolVar(&verbose, "v", false, "log each phase to stderr")
 		fs.DurationVar(&cfg.RouterGrace, "router-grace", 25*time.Millisecond, "wait between the registry fence and the database fence")
-		fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 2*time.Second, "longest wait for writes under way at the fence (then they are ended)")
+		fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 2*time.Second, "longest wait for writes under way at the fence, and, out of a shared schema, for unscoped transactions holding an older snapshot (then they are ended)")
 		fs.DurationVar(&cfg.SyncTimeout, "sync-timeout", 30*time.Second, "longest final catch-up while writes are fenced (then the move rolls back)")
 		fs.DurationVar(&cfg.StaleAfter, "stale-after", 10*time.Second, "a mover without heartbeat for this long is taken for dead")
 	}

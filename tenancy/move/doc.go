@@ -100,7 +100,10 @@
 // whose application_name is the tenant's (the driver tags every
 // transaction "tenant:<id>"), whatever locks they hold, so that a
 // REPEATABLE READ transaction whose snapshot predates the fence row cannot
-// write after it.
+// write after it; and for the unscoped ones ("tenantry:unscoped") begun
+// before the fence that hold a write lock in the schema or a snapshot (an
+// admin job's REPEATABLE READ transaction, a statement under way). Like
+// the tenant's, those still running after DrainTimeout are ended.
 //
 // Moves out of a shared schema differ in three more ways. The publication
 // lists the tenant-scoped tables with a row filter WHERE (tenant_id = …);

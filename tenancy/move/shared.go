@@ -157,12 +157,17 @@ func (r *run) unfenceShared(ctx context.Context) error {
 
 // drainSharedSQL lists the backends running a transaction of the tenant
 // (the driver names each transaction's application "tenant:<id>") or an
-// unscoped one writing a shared table, begun before the fence.
+// unscoped one, begun before the fence, that writes a shared table or holds
+// a snapshot (backend_xmin): a REPEATABLE READ snapshot taken before the
+// fence does not see the fence row, so the fence trigger would let its
+// later writes of the tenant's rows through. (A READ COMMITTED
+// transaction between statements holds none: its next statement sees the
+// fence.)
 const drainSharedSQL = `SELECT DISTINCT a.pid FROM pg_stat_activity a
 WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.xact_start < $2
-  AND (a.application_name = $3 OR (a.application_name = 'tenantry:unscoped' AND EXISTS (
+  AND (a.application_name = $3 OR (a.application_name = 'tenantry:unscoped' AND (a.backend_xmin IS NOT NULL OR EXISTS (
 	SELECT FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
-	WHERE l.pid = a.pid AND n.nspname = $1 AND l.mode = 'RowExclusiveLock' AND l.granted)))`
+	WHERE l.pid = a.pid AND n.nspname = $1 AND l.mode = 'RowExclusiveLock' AND l.granted))))`
 
 // releaseShared removes the fence trigger and restores the default replica
 // identity, unless another move out of the same shared schema still runs.
