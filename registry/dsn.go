@@ -73,3 +73,24 @@ func Redact(dsn string) string {
 	s = keywordPassword.ReplaceAllString(s, "${1}xxxxx")
 	return strings.TrimSpace(s)
 }
+
+// SameDatabase reports whether two shard DSNs name the same database on the
+// same server (host, port and database; users and options aside).
+func SameDatabase(a, b string) bool {
+	key := func(dsn string) string {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return dsn
+		}
+		host, port := u.Hostname(), u.Port()
+		if port == "" {
+			port = "5432"
+		}
+		db := strings.Trim(u.Path, "/")
+		if q := u.Query(); db == "" {
+			db = q.Get("dbname") + q.Get("database")
+		}
+		return strings.ToLower(host) + ":" + port + "/" + db
+	}
+	return key(a) == key(b)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -220,6 +221,14 @@ func TestMoveToDedicated(t *testing.T) {
 	require.ErrorIs(t, err, move.ErrTargetNotEmpty)
 	_, err = m.Move(ctx, move.Request{Tenant: tn.Slug, Shard: "s0"})
 	require.ErrorIs(t, err, move.ErrSameShard)
+	// Another shard record on s0's database (a replica setup may register
+	// one): a move there would replicate the database into itself.
+	s0, err := f.store.Shard(ctx, "s0")
+	require.NoError(t, err)
+	require.NoError(t, f.store.AddShard(ctx, registry.Shard{Name: "s0-alias", DSN: strings.Replace(s0.DSN, "postgres@", "tenantry_owner@", 1), Accepting: true}))
+	_, err = m.Move(ctx, move.Request{Tenant: tn.Slug, Shard: "s0-alias"})
+	require.ErrorIs(t, err, move.ErrSameShard)
+	require.ErrorContains(t, err, "same database")
 	_, err = m.Move(ctx, move.Request{Tenant: tn.Slug, Shard: "d", Mode: "shared"})
 	require.ErrorIs(t, err, move.ErrUnsupported)
 

@@ -300,6 +300,15 @@ func (m *Mover) Move(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	source, err := m.cfg.Store.Shard(ctx, t.Placement.Shard)
+	if err != nil {
+		return nil, err
+	}
+	if registry.SameDatabase(source.DSN, target.DSN) {
+		// Replicating a database into itself: the subscription's slot
+		// would wait for the very transaction that creates it.
+		return nil, fmt.Errorf("tenant %s to shard %s: it is on the same database as shard %s: %w", t.Slug, target.Name, source.Name, ErrSameShard)
+	}
 	others, err := m.cfg.Store.Tenants(ctx, registry.TenantFilter{Shard: target.Name})
 	if err != nil {
 		return nil, err
