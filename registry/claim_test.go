@@ -164,3 +164,26 @@ func TestClaimWithoutColumnDefault(t *testing.T) {
 	close(release)
 	require.NoError(t, <-first)
 }
+
+// A registry that Init has not yet given the claim's columns (routers and
+// tools upgraded first) still serves routes and tenant reads.
+func TestReadsBeforeInitAddsClaimColumns(t *testing.T) {
+	s, dsn := newStore(t)
+	ctx := context.Background()
+	require.NoError(t, s.AddShard(ctx, registry.Shard{Name: "s0", DSN: shardDSN(t, 0), Accepting: true}))
+	tn, err := s.CreateTenant(ctx, registry.NewTenant{Slug: "acme"}, nil)
+	require.NoError(t, err)
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `ALTER TABLE tenants DROP COLUMN provisioner, DROP COLUMN provisioner_seen`)
+	require.NoError(t, err)
+	routes, err := s.Routes(ctx)
+	require.NoError(t, err)
+	require.Len(t, routes, 1)
+	got, err := s.Tenant(ctx, "acme")
+	require.NoError(t, err)
+	require.Equal(t, tn.ID, got.ID)
+	_, err = s.Tenants(ctx, registry.TenantFilter{})
+	require.NoError(t, err)
+}

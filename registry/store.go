@@ -663,8 +663,14 @@ func (s *Store) Tenants(ctx context.Context, f TenantFilter) ([]Tenant, error) {
 }
 
 func (s *Store) tenantQuery() *ent.TenantQuery {
-	return s.client.Tenant.Query().WithPlan().WithPlacement(func(q *ent.PlacementQuery) { q.WithShard() })
+	return s.client.Tenant.Query().Select(tenantColumns...).WithPlan().WithPlacement(func(q *ent.PlacementQuery) { q.WithShard() })
 }
+
+// tenantColumns are the columns of tenants that reads of tenants select:
+// not every column, so that routers and tools still read a registry that
+// Init has not yet given a column added since (the provisioning claim's).
+var tenantColumns = []string{enttenant.FieldID, enttenant.FieldSlug, enttenant.FieldState, enttenant.FieldPlanID,
+	enttenant.FieldCreatedAt, enttenant.FieldUpdatedAt}
 
 func toTenant(t *ent.Tenant) Tenant {
 	out := Tenant{ID: t.ID, Slug: t.Slug, State: State(t.State), CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
@@ -812,7 +818,7 @@ func (s *Store) Routes(ctx context.Context, ids ...tenancy.ID) ([]Route, error) 
 	var out []Route
 	const chunk = 1000
 	for start := 0; start == 0 || start < len(ids); start += chunk {
-		q := tx.Tenant.Query().WithPlan().WithPlacement(func(q *ent.PlacementQuery) { q.WithShard() })
+		q := tx.Tenant.Query().Select(tenantColumns...).WithPlan().WithPlacement(func(q *ent.PlacementQuery) { q.WithShard() })
 		if len(ids) > 0 {
 			q.Where(enttenant.IDIn(ids[start:min(start+chunk, len(ids))]...))
 		}
