@@ -64,6 +64,7 @@ type httpDemo struct {
 	auth       *auth.Authenticator
 	adminToken string
 	url        string
+	registry   string // the registry's DSN, for tenantctl against the kept demo
 	client     *http.Client
 	tenants    []*httpTenant
 
@@ -103,7 +104,8 @@ func runHTTP(ctx context.Context, s *steps, w io.Writer, clusters []*pgtest.Clus
 				return "", err
 			}
 		}
-		d.store, err = registry.Open(ctx, clusters[0].DSN("postgres", registryDB))
+		d.registry = clusters[0].DSN("postgres", registryDB)
+		d.store, err = registry.Open(ctx, d.registry)
 		if err != nil {
 			return "", err
 		}
@@ -693,6 +695,9 @@ func (d *httpDemo) printKeep(w io.Writer) {
 	fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/v1/orders/%s   # another tenant's order: 404\n", acme.token, d.url, d.tenants[2].order)
 	fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/admin/v1/tenants/counts\n", d.adminToken, d.url)
 	fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/metrics | grep -E '^(app_http|tenantry)_' | head\n", d.adminToken, d.url)
+	fmt.Fprintln(w, "and operate the fleet with tenantctl:")
+	fmt.Fprintf(w, "  export TENANTRY_REGISTRY='%s'\n", d.registry)
+	fmt.Fprintln(w, "  go run ./cmd/tenantctl shards list; go run ./cmd/tenantctl tenants list; go run ./cmd/tenantctl migrate plan")
 }
 
 // shutdown stops the server gracefully and reports how long the drain took.
