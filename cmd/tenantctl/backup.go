@@ -79,6 +79,9 @@ func runTenantsBackup(ctx context.Context, sub string, args []string, stdout io.
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if sub == "backup" && parallel < 1 {
+		return fmt.Errorf("tenants backup: -parallel %d: at least 1 table at a time", parallel)
+	}
 	if sub == "restore" && asNew && pf.at == "" {
 		nargs = 0
 	}

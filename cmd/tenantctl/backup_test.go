@@ -92,6 +92,8 @@ func TestTenantsBackupRestore(t *testing.T) {
 	acmeArchive := archiveOf.FindStringSubmatch(out)[1]
 	out = must("tenants", "backup", "-parallel", "1", "-name", "pooled-nightly", "pooled")
 	require.Contains(t, out, "archive pooled-nightly,")
+	_, err := ctl("tenants", "backup", "-parallel", "-1", "acme")
+	require.ErrorContains(t, err, "-parallel -1")
 	out = must("tenants", "backups")
 	require.Contains(t, out, acmeArchive)
 	require.Contains(t, out, "pooled-nightly")
@@ -102,7 +104,7 @@ func TestTenantsBackupRestore(t *testing.T) {
 	// Replace: refused without -replace, then back to 40 and 30 rows.
 	customers("acme", 5)
 	customers("pooled", 7)
-	_, err := ctl("tenants", "restore", "-archive", acmeArchive, "acme")
+	_, err = ctl("tenants", "restore", "-archive", acmeArchive, "acme")
 	require.ErrorContains(t, err, "-replace")
 	out = must("tenants", "restore", "-archive", acmeArchive, "-replace", "acme")
 	require.Contains(t, out, "kept in schema "+backup.RetiredPrefix)
