@@ -154,3 +154,40 @@ func TestRegistryEpochRollbackConverges(t *testing.T) {
 	st, _ := p.Fenced()
 	require.True(t, ok, "router still serves the lost state: fence %q plan %q (registry: active, gold)", st, p.Limits.Plan)
 }
+
+// TestRegistryEpochRollbackRegrown: after the rollback, a real change
+// brings the tenant's epoch back to the number the router has cached
+// before the router reconnects. Its notification is dropped as "already
+// as new", and the full reload after the reconnect sees the same epoch
+// with other content: it must take it (it kept the lost, fenced state).
+func TestRegistryEpochRollbackRegrown(t *testing.T) {
+	f := newFleet(t, nil)
+	tn := f.tenant(t, "s0", "")
+	r := f.router(t, router.Config{TTL: time.Hour})
+	ctx := context.Background()
+	_, err := f.store.SetState(ctx, tn.ID, registry.ReadOnly)
+	require.NoError(t, err)
+	eventually(t, "fence", func() bool { p, err := r.Resolve(ctx, tn.ID); _, fenced := p.Fenced(); return err == nil && fenced })
+	admin, err := pgx.Connect(ctx, f.registryDSN)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	_, err = admin.Exec(ctx, `BEGIN;
+		UPDATE tenants SET state = 'active' WHERE id = '`+tn.ID.String()+`';
+		UPDATE placements SET epoch = epoch - 1 WHERE tenant_ref = '`+tn.ID.String()+`';
+		COMMIT`)
+	require.NoError(t, err)
+	require.NoError(t, f.store.PutPlan(ctx, registry.Plan{Name: "gold", Limits: tenancy.DefaultLimits}))
+	_, err = f.store.SetPlan(ctx, tn.ID, "gold") // epoch back to the cached number
+	require.NoError(t, err)
+	time.Sleep(200 * time.Millisecond) // its notification: dropped as already as new
+	_, err = admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'tenantry-router'`)
+	require.NoError(t, err)
+	ok := holds(5*time.Second, func() bool {
+		p, err := r.Resolve(ctx, tn.ID)
+		_, fenced := p.Fenced()
+		return err == nil && !fenced && p.Limits.Plan == "gold"
+	})
+	p, _ := r.Resolve(ctx, tn.ID)
+	st, _ := p.Fenced()
+	require.True(t, ok, "router still serves the lost state: fence %q plan %q (registry: active, gold)", st, p.Limits.Plan)
+}

@@ -485,7 +485,10 @@ func (r *Router) apply(routes []registry.Route, seq uint64, full, resync bool, a
 	r.mu.RLock()
 	var todo []registry.Route
 	for _, rt := range routes {
-		if old := r.entries[rt.Tenant]; old == nil || old.until != 0 || old.epoch < rt.Epoch || (resync && old.epoch != rt.Epoch) || r.shardChanged(old, rt.Shard) {
+		// With resync every entry is rebuilt: after a rollback the
+		// registry's epoch may have grown back to the cached number with
+		// other content (a change committed after the lost ones).
+		if old := r.entries[rt.Tenant]; resync || old == nil || old.until != 0 || old.epoch < rt.Epoch || r.shardChanged(old, rt.Shard) {
 			todo = append(todo, rt)
 		}
 	}
