@@ -78,33 +78,22 @@ func (c *checker) checkRawHandles(f *ast.File) {
 				}
 			}
 		case *ast.FuncDecl:
-			if n.Body != nil {
-				c.checkReturns(n.Body, info.Defs[n.Name], check)
+			if fn, ok := info.Defs[n.Name].(*types.Func); ok && n.Body != nil {
+				checkReturns(n.Body, fn.Type().(*types.Signature), check)
 			}
-			return true
 		case *ast.FuncLit:
 			if sig, ok := info.TypeOf(n).(*types.Signature); ok {
-				returnsOf(n.Body, func(r *ast.ReturnStmt) {
-					if len(r.Results) == sig.Results().Len() {
-						for i, e := range r.Results {
-							check(e, sig.Results().At(i).Type())
-						}
-					}
-				})
+				checkReturns(n.Body, sig, check)
 			}
 		}
 		return true
 	})
 }
 
-// checkReturns checks the return statements of a declared function's body
-// against its result types.
-func (c *checker) checkReturns(body *ast.BlockStmt, obj types.Object, check func(ast.Expr, types.Type)) {
-	fn, ok := obj.(*types.Func)
-	if !ok {
-		return
-	}
-	res := fn.Type().(*types.Signature).Results()
+// checkReturns checks the return statements of a function's body (not
+// those of the function literals inside it) against sig's result types.
+func checkReturns(body *ast.BlockStmt, sig *types.Signature, check func(ast.Expr, types.Type)) {
+	res := sig.Results()
 	returnsOf(body, func(r *ast.ReturnStmt) {
 		if len(r.Results) == res.Len() {
 			for i, e := range r.Results {
